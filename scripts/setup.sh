@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install phototag with its test tools. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+# torch is pinned in pyproject.toml (CPU build, 2.13.0); installing it first keeps pip
+# from resolving any other torch for a dependency.
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+echo "phototag installed in .venv ($(.venv/bin/phototag --version))"

@@ -1,0 +1,219 @@
+"""The ``phototag`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from phototag.errors import PhototagError
+
+EPILOG = "Datasets are given as NAME:PATH[?option=value&...]; `phototag datasets` lists the names."
+
+
+def _add_datasets(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "datasets", help="list dataset readers, or describe a dataset",
+        description="Without arguments: list the dataset readers and their options. "
+        "`phototag datasets info NAME:PATH` reads a dataset and prints its statistics.",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="action")
+    info = sub.add_parser("info", help="items per split, labels, label cardinality, tags")
+    info.add_argument("dataset", metavar="NAME:PATH", help="dataset to read")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=_run_datasets)
+
+
+def _run_datasets(args: argparse.Namespace) -> int:
+    from phototag.data.readers import available_readers, read_dataset
+
+    if args.action != "info":
+        readers = available_readers()
+        width = max(len(name) for name in readers)
+        for name, info in readers.items():
+            options = f"  [options: {', '.join(info.options)}]" if info.options else ""
+            print(f"{name:<{width}}  {info.summary}{options}")
+        return 0
+    summary = read_dataset(args.dataset).summary()
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    rows: list[tuple[str, Any]] = [
+        ("dataset", summary["name"]),
+        ("items", summary["items"]),
+        *((f"  {split}", size) for split, size in summary["splits"].items()),
+        ("labels", summary["labels"]),
+        ("label cardinality", f"{summary['label_cardinality']:.3f}"),
+        ("items without labels", summary["items_without_labels"]),
+        ("labels without items", summary["labels_without_items"]),
+        ("images", "yes" if summary["images"] else "no (labels only)"),
+        ("tag vocabulary", summary["tag_vocabulary"] or "none"),
+    ]
+    if "tags_per_item" in summary:
+        rows.append(("tags per item", f"{summary['tags_per_item']:.3f}"))
+    rows += [(f"features[{k}]", f"{d}-d") for k, d in summary["features"].items()]
+    _print_rows(rows)
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    return 0
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="score predictions (or a saved model) against a dataset split",
+        description="Compare predictions with a dataset's ground truth and print the "
+        "standard annotation metrics (docs/metrics.md defines each one).",
+        epilog=EPILOG + " Prediction formats: .npy (scores or 0/1 label sets, split order x "
+        "vocabulary order), .npz/.json (scores or label_sets, optional item_ids, labels, "
+        "quantities), .jsonl (phototag annotate --format json output); docs/evaluate.md.",
+    )
+    parser.add_argument("--dataset", required=True, metavar="NAME:PATH")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", type=Path, metavar="FILE", help="predictions file")
+    source.add_argument("--model", type=Path, metavar="DIR", help="a saved phototag model")
+    parser.add_argument("--split", default="test", help="dataset split to evaluate (default: test)")
+    parser.add_argument(
+        "--protocol", default="top5",
+        help="how scores become label sets: topK (default top5), threshold:T, quantity, "
+        "or 'model' (the saved model's own decoder); ignored for label-set predictions",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from phototag.data.readers import read_dataset
+    from phototag.evaluation import evaluate_model, evaluate_predictions
+    from phototag.predictions import read_predictions
+
+    target = read_dataset(args.dataset).split(args.split)
+    if args.model is not None:
+        from phototag.models import Annotator
+
+        result = evaluate_model(Annotator.load(args.model), target, args.protocol)
+    else:
+        predictions = read_predictions(args.predictions, target)
+        result = evaluate_predictions(target, predictions, args.protocol)
+    if args.json:
+        print(json.dumps(result.metrics))
+        return 0
+    print(f"{target.name}: {target.n_items} items, {target.n_labels} labels, {result.protocol}")
+    _print_rows([(key, _format_metric(key, value)) for key, value in result.metrics.items()])
+    return 0
+
+
+def _format_metric(key: str, value: float | int) -> str:
+    return str(value) if key == "N+" else f"{100 * value:6.2f} %"
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train", help="train a model on a dataset split and save it",
+        description="Fit a registered model (`phototag models` lists them) on a dataset "
+        "split and save it as config.json + weights.safetensors.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--dataset", required=True, metavar="NAME:PATH")
+    parser.add_argument("--model", required=True, metavar="NAME", help="registered model name")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
+    parser.add_argument("--split", default="train", help="split to train on (default: train)")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="model constructor argument (VALUE parsed as JSON when it can be); repeatable",
+    )
+    parser.set_defaults(run=_run_train)
+
+
+def _parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    from phototag.errors import InvalidInputError
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError("--param", "KEY=VALUE", repr(pair))
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import time
+
+    from phototag.data.readers import read_dataset
+    from phototag.models import create_annotator
+
+    model = create_annotator(args.model, **_parse_params(args.param))
+    dataset = read_dataset(args.dataset)
+    train = dataset.split(args.split)
+    valid = dataset.split("valid") if "valid" in dataset.splits else None
+    start = time.perf_counter()
+    model.fit(train, valid)
+    seconds = time.perf_counter() - start
+    model.save(args.out)
+    print(f"trained {args.model} on {train.n_items} items of {train.name} in {seconds:.1f} s")
+    print(f"saved to {args.out}")
+    return 0
+
+
+def _add_models(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("models", help="list the registered annotation models")
+    parser.set_defaults(run=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from phototag.models import annotator_class, available_annotators
+
+    for name in available_annotators():
+        doc = (annotator_class(name).__doc__ or "").strip().splitlines()
+        print(f"{name:<12}  {doc[0] if doc else ''}")
+    return 0
+
+
+def _print_rows(rows: Sequence[tuple[str, Any]]) -> None:
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from phototag import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="phototag",
+        description="Automatic multi-label image annotation: tag photo libraries, "
+        "train and evaluate annotation models.",
+    )
+    parser.add_argument("--version", action="version", version=f"phototag {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_datasets(commands)
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_models(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except PhototagError as exc:
+        print(f"phototag: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("phototag: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Model registry: short names -> `Annotator` classes, like timm's `create_model`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from phototag.errors import InvalidInputError
+from phototag.models.base import Annotator
+
+_MODELS: dict[str, type[Annotator]] = {}
+A = TypeVar("A", bound=type[Annotator])
+
+
+def register_annotator(name: str) -> Callable[[A], A]:
+    """Class decorator registering an `Annotator` under `name`."""
+
+    def decorator(cls: A) -> A:
+        if name in _MODELS and _MODELS[name] is not cls:
+            raise ValueError(f"annotator name {name!r} registered twice")
+        cls.name = name
+        _MODELS[name] = cls
+        return cls
+
+    return decorator
+
+
+def _import_builtin_models() -> None:
+    from phototag.models import prior  # noqa: F401
+
+
+def available_annotators() -> list[str]:
+    """Registered model names."""
+    _import_builtin_models()
+    return sorted(_MODELS)
+
+
+def annotator_class(name: str) -> type[Annotator]:
+    _import_builtin_models()
+    if name not in _MODELS:
+        raise InvalidInputError(
+            "model", f"one of {', '.join(sorted(_MODELS))}", repr(name),
+            "Run `phototag models` to list them.",
+        )
+    return _MODELS[name]
+
+
+def create_annotator(name: str, **config: Any) -> Annotator:
+    """A new, unfitted model `name` configured by its constructor keywords."""
+    model_class = annotator_class(name)
+    accepted = [p for p in inspect.signature(model_class.__init__).parameters if p != "self"]
+    unknown = sorted(set(config) - set(accepted))
+    if unknown:
+        raise InvalidInputError(
+            f"{name} configuration", f"any of {accepted or 'no arguments'}", ", ".join(unknown)
+        )
+    return model_class(**config)

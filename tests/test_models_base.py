@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+
+from phototag.data import from_label_sets
+from phototag.decoding import Threshold
+from phototag.errors import InvalidInputError, NotFittedError
+from phototag.models import Annotator, available_annotators, create_annotator
+
+
+@pytest.fixture
+def train():
+    return from_label_sets(
+        "toy", list("abcd"), [["sky", "sea"], ["sky"], ["sky", "tree"], []]
+    )
+
+
+def test_registry_lists_and_creates(train):
+    assert "prior" in available_annotators()
+    model = create_annotator("prior", smoothing=0.0)
+    assert model.get_config() == {"smoothing": 0.0}
+
+
+def test_unknown_model_and_argument_are_clear_errors():
+    with pytest.raises(InvalidInputError, match="'nope'"):
+        create_annotator("nope")
+    with pytest.raises(InvalidInputError, match="alpha"):
+        create_annotator("prior", alpha=1)
+
+
+def test_prior_scores_are_label_frequencies(train):
+    model = create_annotator("prior", smoothing=0.0).fit(train)
+    scores = model.scores(train)
+    assert scores.dtype == np.float32 and scores.shape == (4, 3)
+    # vocabulary is sorted: sea, sky, tree
+    assert scores[0].tolist() == pytest.approx([0.25, 0.75, 0.25])
+    assert model.annotate(train)[0][0] == ("sky", pytest.approx(0.75))
+
+
+def test_unfitted_model_raises(train):
+    with pytest.raises(NotFittedError, match="fit"):
+        create_annotator("prior").scores(train)
+
+
+def test_save_load_round_trip_is_pickle_free(train, tmp_path):
+    model = create_annotator("prior", smoothing=0.5).fit(train)
+    model.decoder_ = Threshold(0.3)
+    model.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "weights.safetensors"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"] == "prior" and config["config"] == {"smoothing": 0.5}
+    loaded = Annotator.load(tmp_path)
+    assert loaded.vocabulary_ == model.vocabulary_
+    assert loaded.decoder_ == Threshold(0.3)
+    assert np.array_equal(loaded.scores(train), model.scores(train))
+    assert loaded.annotate(train) == model.annotate(train)
+
+
+def test_load_rejects_non_model_directory(tmp_path):
+    with pytest.raises(InvalidInputError, match="config.json"):
+        Annotator.load(tmp_path)
+    (tmp_path / "config.json").write_text('{"format": "other"}')
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(InvalidInputError, match="phototag model config"):
+        Annotator.load(tmp_path)
