@@ -81,8 +81,12 @@ class TestAnnotationSet:
         data = toy_set()
         tags = Vocabulary(["blue", "holiday"])
         with_tags = AnnotationSet(
-            name="t", item_ids=data.item_ids, vocabulary=data.vocabulary, labels=data.labels,
-            tag_vocabulary=tags, user_tags=multi_hot([[0], [0, 1], [], [1]], 2),
+            name="t",
+            item_ids=data.item_ids,
+            vocabulary=data.vocabulary,
+            labels=data.labels,
+            tag_vocabulary=tags,
+            user_tags=multi_hot([[0], [0, 1], [], [1]], 2),
         )
         with_tags.save(tmp_path)
         loaded = AnnotationSet.load(tmp_path)

@@ -66,7 +66,8 @@ def test_calibrated_thresholds_maximise_per_label_f1():
         f1 = 2 * (chosen[:, j] & y_true[:, j]).sum() / (chosen[:, j].sum() + y_true[:, j].sum())
         # brute force over every distinct cut
         best = max(
-            2 * ((y_score[:, j] >= t) & y_true[:, j]).sum()
+            2
+            * ((y_score[:, j] >= t) & y_true[:, j]).sum()
             / ((y_score[:, j] >= t).sum() + y_true[:, j].sum())
             for t in np.unique(y_score[:, j])
         )

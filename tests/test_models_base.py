@@ -11,9 +11,7 @@ from phototag.models import Annotator, available_annotators, create_annotator
 
 @pytest.fixture
 def train():
-    return from_label_sets(
-        "toy", list("abcd"), [["sky", "sea"], ["sky"], ["sky", "tree"], []]
-    )
+    return from_label_sets("toy", list("abcd"), [["sky", "sea"], ["sky"], ["sky", "tree"], []])
 
 
 def test_registry_lists_and_creates(train):

@@ -26,7 +26,9 @@ def _check_scores(scores: np.ndarray, argument: str = "scores") -> np.ndarray:
     if not np.isfinite(scores).all():
         bad = np.argwhere(~np.isfinite(scores))[0]
         raise InvalidInputError(
-            argument, "finite scores", f"{scores[tuple(bad)]} at row {bad[0]}, column {bad[1]}",
+            argument,
+            "finite scores",
+            f"{scores[tuple(bad)]} at row {bad[0]}, column {bad[1]}",
             "Replace NaN/inf scores before decoding.",
         )
     return scores
@@ -112,7 +114,8 @@ class LabelThresholds(Decoder):
         scores = _check_scores(scores)
         if scores.shape[1] != len(self.thresholds):
             raise InvalidInputError(
-                "scores", f"{len(self.thresholds)} columns (one per threshold)",
+                "scores",
+                f"{len(self.thresholds)} columns (one per threshold)",
                 f"{scores.shape[1]}",
             )
         return scores >= self.thresholds[None, :]
@@ -171,7 +174,9 @@ class Quantity(Decoder):
         scores = _check_scores(scores)
         if quantities is None:
             raise InvalidInputError(
-                "quantities", "one label count per image", "none",
+                "quantities",
+                "one label count per image",
+                "none",
                 "Use a model that predicts label quantities, or another decoder.",
             )
         quantities = np.asarray(quantities, dtype=np.float64).reshape(-1)
@@ -208,6 +213,7 @@ def parse_protocol(protocol: str) -> Decoder:
     if text == "quantity":
         return Quantity()
     raise InvalidInputError(
-        "--protocol", "topK (e.g. top5), threshold:T (e.g. threshold:0.5) or quantity",
+        "--protocol",
+        "topK (e.g. top5), threshold:T (e.g. threshold:0.5) or quantity",
         repr(protocol),
     )

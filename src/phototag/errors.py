@@ -36,3 +36,11 @@ class DatasetFormatError(PhototagError, ValueError):
 
 class NotFittedError(PhototagError, RuntimeError):
     """A model was used before `fit` or `load`."""
+
+
+class DataDefectWarning(UserWarning):
+    """A defect in a dataset's files that a reader handled (also in `AnnotationSet.notes`).
+
+    A program that shows the notes itself can silence these with
+    ``warnings.simplefilter("ignore", DataDefectWarning)``.
+    """

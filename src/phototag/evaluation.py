@@ -50,7 +50,9 @@ def evaluate_predictions(
     return evaluate_scores(target, scores, parse_protocol(protocol), predictions.quantities)
 
 
-def evaluate_model(model: Annotator, target: AnnotationSet, protocol: str = "top5") -> EvaluationResult:
+def evaluate_model(
+    model: Annotator, target: AnnotationSet, protocol: str = "top5"
+) -> EvaluationResult:
     """Score `target` with `model`; ``protocol="model"`` uses the model's own decoder."""
     decoder = model.decoder_ if protocol == "model" else parse_protocol(protocol)
     scores = model.scores(target)

@@ -59,7 +59,9 @@ def read_predictions(path: str | Path, target: AnnotationSet) -> Predictions:
     if suffix == ".jsonl":
         return _from_lines(path, target)
     raise InvalidInputError(
-        "--predictions", "a .npy, .npz, .json or .jsonl file", f"{path} ({suffix or 'no suffix'})",
+        "--predictions",
+        "a .npy, .npz, .json or .jsonl file",
+        f"{path} ({suffix or 'no suffix'})",
         "See `phototag evaluate --help` for the formats.",
     )
 
@@ -96,7 +98,9 @@ def _as_matrix(path: Path, key: str, value: Any) -> np.ndarray:
     try:
         matrix = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError):
-        raise _bad(path, f"'{key}' as a rectangular array of numbers", "ragged or non-numeric")
+        raise _bad(
+            path, f"'{key}' as a rectangular array of numbers", "ragged or non-numeric"
+        ) from None
     if matrix.ndim != 2:
         raise _bad(path, f"'{key}' as a 2-D array [items, labels]", f"{matrix.ndim}-D")
     if not np.isfinite(matrix).all():
@@ -115,7 +119,9 @@ def _from_matrix(path: Path, matrix: np.ndarray, target: AnnotationSet) -> Predi
     expected = (target.n_items, target.n_labels)
     if values.shape != expected:
         raise _bad(
-            path, f"shape {expected} (items of the split x vocabulary labels)", f"{values.shape}",
+            path,
+            f"shape {expected} (items of the split x vocabulary labels)",
+            f"{values.shape}",
             "Rows must follow the split's item order and columns the dataset vocabulary.",
         )
     if is_sets:
@@ -153,7 +159,9 @@ def _row_order(path: Path, item_ids: Any, n_rows: int, target: AnnotationSet) ->
     if item_ids is None:
         if n_rows != target.n_items:
             raise _bad(
-                path, f"{target.n_items} rows (one per item of the split)", f"{n_rows}",
+                path,
+                f"{target.n_items} rows (one per item of the split)",
+                f"{n_rows}",
                 "Add 'item_ids' to match rows by id.",
             )
         return np.arange(n_rows)
@@ -164,7 +172,8 @@ def _row_order(path: Path, item_ids: Any, n_rows: int, target: AnnotationSet) ->
     missing = [item for item in target.item_ids if item not in position]
     if missing:
         raise _bad(
-            path, f"a prediction for each of the {target.n_items} items of the split",
+            path,
+            f"a prediction for each of the {target.n_items} items of the split",
             f"{len(missing)} missing (first: {missing[0]!r})",
         )
     return np.array([position[item] for item in target.item_ids], dtype=np.int64)
@@ -175,7 +184,9 @@ def _column_order(path: Path, labels: Any, n_columns: int, target: AnnotationSet
     if labels is None:
         if n_columns != target.n_labels:
             raise _bad(
-                path, f"{target.n_labels} columns (the dataset vocabulary)", f"{n_columns}",
+                path,
+                f"{target.n_labels} columns (the dataset vocabulary)",
+                f"{n_columns}",
                 "Add 'labels' to name the columns.",
             )
         return np.arange(n_columns)
@@ -185,7 +196,8 @@ def _column_order(path: Path, labels: Any, n_columns: int, target: AnnotationSet
     unknown = [n for n in names if n not in target.vocabulary]
     if unknown:
         raise _bad(
-            path, "label names from the dataset vocabulary",
+            path,
+            "label names from the dataset vocabulary",
             f"{len(unknown)} unknown (first: {unknown[0]!r})",
         )
     return target.vocabulary.indices(names)
@@ -206,7 +218,9 @@ def _from_lines(path: Path, target: AnnotationSet) -> Predictions:
             except json.JSONDecodeError as exc:
                 raise InvalidInputError(where, "one JSON object per line", exc.msg) from None
             if not isinstance(record, dict) or not isinstance(record.get("tags"), list):
-                raise InvalidInputError(where, 'an object with "id" or "path" and "tags"', line[:80])
+                raise InvalidInputError(
+                    where, 'an object with "id" or "path" and "tags"', line[:80]
+                )
             item = str(record["id"]) if "id" in record else PurePath(str(record.get("path"))).name
             if item not in row_of:
                 raise InvalidInputError(where, "an item of the split", repr(item))
@@ -228,7 +242,8 @@ def _from_lines(path: Path, target: AnnotationSet) -> Predictions:
     if not seen.all():
         first = target.item_ids[int(np.argmin(seen))]
         raise _bad(
-            path, f"a line for each of the {target.n_items} items of the split",
+            path,
+            f"a line for each of the {target.n_items} items of the split",
             f"{int((~seen).sum())} missing (first: {first!r})",
         )
     if not has_scores:

@@ -16,7 +16,8 @@ EPILOG = "Datasets are given as NAME:PATH[?option=value&...]; `phototag datasets
 
 def _add_datasets(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "datasets", help="list dataset readers, or describe a dataset",
+        "datasets",
+        help="list dataset readers, or describe a dataset",
         description="Without arguments: list the dataset readers and their options. "
         "`phototag datasets info NAME:PATH` reads a dataset and prints its statistics.",
         epilog=EPILOG,
@@ -64,7 +65,8 @@ def _run_datasets(args: argparse.Namespace) -> int:
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "evaluate", help="score predictions (or a saved model) against a dataset split",
+        "evaluate",
+        help="score predictions (or a saved model) against a dataset split",
         description="Compare predictions with a dataset's ground truth and print the "
         "standard annotation metrics (docs/metrics.md defines each one).",
         epilog=EPILOG + " Prediction formats: .npy (scores or 0/1 label sets, split order x "
@@ -77,7 +79,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     source.add_argument("--model", type=Path, metavar="DIR", help="a saved phototag model")
     parser.add_argument("--split", default="test", help="dataset split to evaluate (default: test)")
     parser.add_argument(
-        "--protocol", default="top5",
+        "--protocol",
+        default="top5",
         help="how scores become label sets: topK (default top5), threshold:T, quantity, "
         "or 'model' (the saved model's own decoder); ignored for label-set predictions",
     )
@@ -112,7 +115,8 @@ def _format_metric(key: str, value: float | int) -> str:
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "train", help="train a model on a dataset split and save it",
+        "train",
+        help="train a model on a dataset split and save it",
         description="Fit a registered model (`phototag models` lists them) on a dataset "
         "split and save it as config.json + weights.safetensors.",
         epilog=EPILOG,
@@ -122,7 +126,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output directory")
     parser.add_argument("--split", default="train", help="split to train on (default: train)")
     parser.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="model constructor argument (VALUE parsed as JSON when it can be); repeatable",
     )
     parser.set_defaults(run=_run_train)
@@ -205,6 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    import warnings
+
+    from phototag.errors import DataDefectWarning
+
+    # handled dataset defects are reported as notes by the commands themselves
+    warnings.simplefilter("ignore", DataDefectWarning)
     try:
         return args.run(args)
     except PhototagError as exc:

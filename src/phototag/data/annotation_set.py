@@ -200,7 +200,9 @@ class AnnotationSet:
             "name": self.name,
             "item_ids": self.item_ids,
             "vocabulary": self.vocabulary.to_json(),
-            "tag_vocabulary": None if self.tag_vocabulary is None else self.tag_vocabulary.to_json(),
+            "tag_vocabulary": None
+            if self.tag_vocabulary is None
+            else self.tag_vocabulary.to_json(),
             "image_paths": self.image_paths,
             "features": sorted(self.features),
             "metadata": sorted(self.metadata),
@@ -226,6 +228,7 @@ class AnnotationSet:
             raise DatasetFormatError(header_path, "not a phototag AnnotationSet header")
         n = len(header["item_ids"])
         with np.load(directory / "annotations.npz", allow_pickle=False) as arrays:
+
             def matrix(key: str, width: int) -> sp.csr_matrix:
                 indices = arrays[f"{key}.indices"]
                 data = np.ones(len(indices), dtype=bool)
@@ -286,9 +289,7 @@ def merge_splits(name: str, parts: Mapping[str, AnnotationSet], **fields: Any) -
         vocabulary=vocabulary,
         labels=sp.vstack([s.labels for s in sets], format="csr"),
         image_paths=[p for s in sets for p in s.image_paths] if has_paths else None,  # type: ignore[union-attr]
-        splits={
-            key: np.arange(offsets[k], offsets[k + 1]) for k, key in enumerate(parts)
-        },
+        splits={key: np.arange(offsets[k], offsets[k + 1]) for k, key in enumerate(parts)},
         notes=[note for s in sets for note in s.notes],
         **fields,
     )

@@ -56,7 +56,9 @@ def parse_dataset_spec(spec: str) -> tuple[str, Path, dict[str, str]]:
     name, sep, rest = spec.partition(":")
     if not sep or not name or not rest:
         raise InvalidInputError(
-            "--dataset", "NAME:PATH (e.g. corel5k:data/corel5k)", repr(spec),
+            "--dataset",
+            "NAME:PATH (e.g. corel5k:data/corel5k)",
+            repr(spec),
             "Run `phototag datasets` for the reader names.",
         )
     path, _, query = rest.partition("?")
@@ -69,7 +71,9 @@ def read_dataset(spec: str, **options: str) -> AnnotationSet:
     readers = available_readers()
     if name not in readers:
         raise InvalidInputError(
-            "--dataset", f"a reader name ({', '.join(readers)})", repr(name),
+            "--dataset",
+            f"a reader name ({', '.join(readers)})",
+            repr(name),
             "Run `phototag datasets` to list them.",
         )
     info = readers[name]
@@ -81,7 +85,9 @@ def read_dataset(spec: str, **options: str) -> AnnotationSet:
         )
     if not path.exists():
         raise InvalidInputError(
-            "--dataset", f"an existing path for {name}", f"{path} (not found)",
+            "--dataset",
+            f"an existing path for {name}",
+            f"{path} (not found)",
             "Check the path after the colon.",
         )
     return info.read(path, **merged)
@@ -95,7 +101,14 @@ def _import_builtin_readers() -> None:
         mirflickr,
         mulan,
         nuswide,
+        saved,
     )
 
 
-__all__ = ["ReaderInfo", "available_readers", "parse_dataset_spec", "read_dataset", "register_reader"]
+__all__ = [
+    "ReaderInfo",
+    "available_readers",
+    "parse_dataset_spec",
+    "read_dataset",
+    "register_reader",
+]

@@ -1,0 +1,192 @@
+"""A folder of your own images, with labels from a CSV or JSON file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from phototag.data.annotation_set import AnnotationSet, from_label_sets
+from phototag.data.readers import register_reader
+from phototag.data.readers._common import (
+    IMAGE_EXTENSIONS,
+    csv_columns,
+    line_of,
+    load_json,
+    read_text,
+)
+from phototag.data.vocabulary import Vocabulary
+from phototag.errors import DatasetFormatError, InvalidInputError
+
+DEFAULT_LABEL_FILES = ("labels.csv", "labels.json")
+LABEL_SEPARATORS = re.compile(r"[;|]")
+
+
+def list_images(root: Path) -> list[str]:
+    """Image files below `root` as sorted POSIX relative paths; hidden entries skipped."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        base = Path(folder).relative_to(root)
+        for file in files:
+            if not file.startswith(".") and Path(file).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append((base / file).as_posix())
+    return sorted(found)
+
+
+class _Entry:
+    """One labelled image from the label file."""
+
+    def __init__(self, labels: list[str], line: int | None, split: str = "") -> None:
+        self.labels = labels
+        self.line = line
+        self.split = split
+
+
+def _relative(raw: str, where: Path, line: int | None) -> str:
+    """A label-file path as a normalised POSIX path relative to the folder."""
+    text = raw.strip().replace("\\", "/")
+    path = PurePosixPath(text)
+    if not text or path.is_absolute() or ".." in path.parts:
+        raise DatasetFormatError(
+            where, f"expected an image path relative to the folder, found {raw!r}", line
+        )
+    return path.as_posix().removeprefix("./")
+
+
+def _read_csv(path: Path) -> dict[str, _Entry]:
+    """``path,labels[,split]`` with a header; labels separated by ``;`` or ``|``."""
+    text = read_text(path)
+    reader = csv.reader(io.StringIO(text))
+    rows = iter(reader)
+    header = next(rows, None)
+    if not header:
+        raise DatasetFormatError(path, "empty; expected a header line `path,labels`", 1)
+    columns = csv_columns(header, ("path", "labels"), path)
+    split_column = columns.get("split")
+    entries: dict[str, _Entry] = {}
+    for row in rows:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DatasetFormatError(
+                path, f"expected {len(header)} columns (as the header), found {len(row)}", line
+            )
+        relative = _relative(row[columns["path"]], path, line)
+        if relative in entries:
+            raise DatasetFormatError(
+                path, f"{relative!r} is listed again (first on line {entries[relative].line})", line
+            )
+        labels = [x.strip() for x in LABEL_SEPARATORS.split(row[columns["labels"]]) if x.strip()]
+        split = row[split_column].strip() if split_column is not None else ""
+        entries[relative] = _Entry(list(dict.fromkeys(labels)), line, split)
+    return entries
+
+
+def _read_json(path: Path) -> dict[str, _Entry]:
+    """``{"relative/path.jpg": ["label", ...], ...}``."""
+    data, text = load_json(path)
+    if not isinstance(data, dict):
+        raise DatasetFormatError(path, 'expected an object {"relative/path.jpg": [labels]}', 1)
+    entries: dict[str, _Entry] = {}
+    for key, labels in data.items():
+        line = line_of(text, json.dumps(key)) or line_of(text, json.dumps(key, ensure_ascii=False))
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise DatasetFormatError(
+                path, f"{key!r}: expected a list of label strings, found {labels!r}", line
+            )
+        relative = _relative(key, path, line)
+        if relative in entries:
+            raise DatasetFormatError(path, f"{key!r} names an image listed before", line)
+        cleaned = [x.strip() for x in labels if x.strip()]
+        entries[relative] = _Entry(list(dict.fromkeys(cleaned)), line)
+    return entries
+
+
+# Label-file readers by suffix. Labels from the keywords embedded in the photos
+# themselves (XMP/IPTC) will be one more label source here in a later release.
+LABEL_FILE_READERS: dict[str, Callable[[Path], dict[str, _Entry]]] = {
+    ".csv": _read_csv,
+    ".json": _read_json,
+}
+
+
+def _label_file(root: Path, option: str | None) -> Path | None:
+    if option is None or option == "":
+        return next((root / n for n in DEFAULT_LABEL_FILES if (root / n).is_file()), None)
+    candidate = Path(option).expanduser()
+    if not candidate.is_absolute() and not candidate.is_file():
+        candidate = root / candidate
+    if candidate.suffix.lower() not in LABEL_FILE_READERS:
+        raise InvalidInputError(
+            "labels",
+            "a .csv or .json label file",
+            repr(option),
+            "See docs/datasets.md, `folder` reader, for the two formats.",
+        )
+    if not candidate.is_file():
+        raise InvalidInputError("labels", "an existing label file", f"{option} (not found)")
+    return candidate
+
+
+@register_reader("folder")
+def read_folder(path: Path, *, labels: str | None = None) -> AnnotationSet:
+    """A folder of images (searched recursively) with labels from a CSV or JSON file.
+
+    Options:
+        labels: the label file, ``.csv`` (header ``path,labels`` and an optional
+            ``split`` column; labels separated by ``;`` or ``|``) or ``.json``
+            (``{"relative/path.jpg": ["label", ...]}``). Default: ``labels.csv`` or
+            ``labels.json`` in the folder; without one, the images have no labels.
+
+    Items are all image files below PATH (jpg jpeg png webp tif tiff bmp gif heic heif;
+    hidden files and folders skipped), sorted by relative path, which is their id.
+    Images the label file does not list have no labels. Splits come only from the
+    CSV ``split`` column.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetFormatError(root, "not a directory; expected a folder of images")
+    root = root.resolve()
+    label_file = _label_file(root, labels)
+    ids = list_images(root)
+    entries = LABEL_FILE_READERS[label_file.suffix.lower()](label_file) if label_file else {}
+    known = set(ids)
+    for relative, entry in entries.items():
+        if relative not in known:
+            target = root / relative
+            if not target.is_file():
+                problem = f"image {relative!r} not found in {root}"
+            else:
+                problem = (
+                    f"{relative!r} is not an image the folder reader reads (hidden, or not "
+                    f"one of {' '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))})"
+                )
+            raise DatasetFormatError(label_file or root, problem, entry.line)
+    label_sets = [entries[i].labels if i in entries else [] for i in ids]
+    splits: dict[str, list[int]] = {}
+    for index, image_id in enumerate(ids):
+        listed = entries.get(image_id)
+        if listed is not None and listed.split:
+            splits.setdefault(listed.split, []).append(index)
+    notes = []
+    unlabelled = sum(1 for i in ids if i not in entries)
+    if label_file is not None and unlabelled:
+        notes.append(f"{unlabelled} of {len(ids)} images are not in {label_file.name}: no labels")
+    vocabulary = Vocabulary(sorted({x for labels_ in label_sets for x in labels_}))
+    return from_label_sets(
+        root.name,
+        ids,
+        label_sets,
+        vocabulary,
+        image_paths=[str(root / i) for i in ids],
+        splits={k: np.asarray(v) for k, v in splits.items()},
+        notes=notes,
+    )
