@@ -93,6 +93,11 @@ class Annotator(ABC):
         params = inspect.signature(type(self).__init__).parameters
         return {name: getattr(self, name) for name in params if name != "self"}
 
+    def required_features(self) -> tuple[str, ...]:
+        """Keys of `AnnotationSet.features` the model reads (its ``features`` argument)."""
+        keys = getattr(self, "features", ())
+        return (keys,) if isinstance(keys, str) else tuple(keys)
+
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "vocabulary_")
@@ -154,7 +159,9 @@ def read_model_config(directory: Path) -> dict[str, Any]:
     path = directory / CONFIG_FILE
     if not path.is_file() or not (directory / WEIGHTS_FILE).is_file():
         raise InvalidInputError(
-            "model", f"a directory with {CONFIG_FILE} and {WEIGHTS_FILE}", str(directory),
+            "model",
+            f"a directory with {CONFIG_FILE} and {WEIGHTS_FILE}",
+            str(directory),
             "Pass a directory written by `phototag train` or Annotator.save().",
         )
     try:

@@ -28,7 +28,7 @@ from phototag.features.embeddings._base import (
     phrase_keys,
     tag_tokens,
 )
-from phototag.features.embeddings._cache import cache_dir
+from phototag.cache import cache_dir
 from phototag.features.embeddings._errors import MissingDependencyError
 from phototag.features.embeddings.glove import GloveEmbedding
 from phototag.features.embeddings.minilm import MiniLMEmbedding

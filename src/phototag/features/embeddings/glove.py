@@ -18,7 +18,7 @@ import numpy as np
 
 from phototag.errors import DatasetFormatError
 from phototag.features.embeddings._base import TableEmbedding
-from phototag.features.embeddings._cache import cache_dir, write_atomically
+from phototag.cache import cache_dir, write_atomically
 from phototag.features.embeddings._errors import MissingDependencyError
 from phototag.features.embeddings._parquet import read_string_column
 

@@ -41,7 +41,7 @@ import scipy.sparse as sp
 
 from phototag.errors import InvalidInputError
 from phototag.features.embeddings._base import TableEmbedding, _check_words
-from phototag.features.embeddings._cache import cache_dir
+from phototag.cache import cache_dir
 from phototag.features.embeddings.wordnet_db import POS_FILES, WordNetDatabase
 
 ALGORITHM_VERSION = 1

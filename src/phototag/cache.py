@@ -1,4 +1,4 @@
-"""Where derived embedding data (decoded word lists, WordNet vectors) is cached on disk.
+"""Where phototag caches derived data on disk (word lists, WordNet vectors, features, ONNX).
 
 ``$PHOTOTAG_CACHE`` if set, else ``$XDG_CACHE_HOME/phototag``, else
 ``~/.cache/phototag``. Files are written to a temporary name and renamed into place,
