@@ -85,6 +85,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "or 'model' (the saved model's own decoder); ignored for label-set predictions",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_store_options(parser)
     parser.set_defaults(run=_run_evaluate)
 
 
@@ -97,7 +98,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.model is not None:
         from phototag.models import Annotator
 
-        result = evaluate_model(Annotator.load(args.model), target, args.protocol)
+        model = Annotator.load(args.model)
+        target = _attach_features(target, model.required_features(), args)
+        result = evaluate_model(model, target, args.protocol)
     else:
         predictions = read_predictions(args.predictions, target)
         result = evaluate_predictions(target, predictions, args.protocol)
@@ -111,6 +114,92 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 def _format_metric(key: str, value: float | int) -> str:
     return str(value) if key == "N+" else f"{100 * value:6.2f} %"
+
+
+def _add_features(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "features",
+        help="compute and store image features of a dataset",
+        description="Compute each photo's encoder features once and keep them in a feature "
+        "store (keyed by file content and encoder), so training, evaluation and annotation "
+        "reuse them. Resumable: a killed run continues where it stopped.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--dataset", required=True, metavar="NAME:PATH")
+    parser.add_argument(
+        "--encoder",
+        default="efficientnet_lite2",
+        help="image encoder (default: efficientnet_lite2; `phototag encoders` lists them)",
+    )
+    _add_store_options(parser)
+    parser.set_defaults(run=_run_features)
+
+
+def _add_store_options(parser: argparse.ArgumentParser, features: bool = False) -> None:
+    from phototag.features.attach import default_store_root
+
+    if features:
+        parser.add_argument(
+            "--features",
+            action="append",
+            metavar="ENCODER",
+            help="encoder features to attach (default: the ones the model reads); repeatable",
+        )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"feature store directory (default: {default_store_root()})",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="where the encoder runs (default: onnx, falls back to torch)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="stored precision (float16 halves the disk and memory use)",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: cores - 1; 0 decodes in-process)",
+    )
+
+
+def _attach_features(dataset: Any, encoders: Sequence[str], args: argparse.Namespace) -> Any:
+    from phototag.features.attach import with_encoder_features
+
+    for name in encoders:
+        if name in dataset.features:
+            continue
+        dataset, report = with_encoder_features(
+            dataset,
+            name,
+            store_root=args.store,
+            runtime=args.runtime,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            workers=args.workers,
+        )
+        print(f"{name}: {report.summary()}", file=sys.stderr)
+        for path, reason in report.failures:
+            print(f"skipped: {reason or path}", file=sys.stderr)
+    return dataset
+
+
+def _run_features(args: argparse.Namespace) -> int:
+    from phototag.data.readers import read_dataset
+
+    dataset = read_dataset(args.dataset)
+    dataset = _attach_features(dataset, [args.encoder], args)
+    return 0 if dataset.n_items else 1
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -132,6 +221,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="model constructor argument (VALUE parsed as JSON when it can be); repeatable",
     )
+    _add_store_options(parser, features=True)
     parser.set_defaults(run=_run_train)
 
 
@@ -158,8 +248,11 @@ def _run_train(args: argparse.Namespace) -> int:
 
     model = create_annotator(args.model, **_parse_params(args.param))
     dataset = read_dataset(args.dataset)
-    train = dataset.split(args.split)
-    valid = dataset.split("valid") if "valid" in dataset.splits else None
+    encoders = args.features or model.required_features()
+    train = _attach_features(dataset.split(args.split), encoders, args)
+    valid = None
+    if "valid" in dataset.splits:
+        valid = _attach_features(dataset.split("valid"), encoders, args)
     start = time.perf_counter()
     model.fit(train, valid)
     seconds = time.perf_counter() - start
@@ -183,6 +276,20 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_encoders(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("encoders", help="list the image encoders")
+    parser.set_defaults(run=_run_encoders)
+
+
+def _run_encoders(args: argparse.Namespace) -> int:
+    from phototag.features.encoders import available_encoders, default_encoder
+
+    default = default_encoder()
+    for name in available_encoders():
+        print(f"{name}{'  (default)' if name == default else ''}")
+    return 0
+
+
 def _print_rows(rows: Sequence[tuple[str, Any]]) -> None:
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
@@ -200,9 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"phototag {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_datasets(commands)
+    _add_features(commands)
     _add_train(commands)
     _add_evaluate(commands)
     _add_models(commands)
+    _add_encoders(commands)
     return parser
 
 

@@ -1,0 +1,190 @@
+"""Photos -> stored encoder features: parallel decoding, batched inference, resumable.
+
+Worker processes hash and decode files (JPEGs at reduced size through
+`phototag.imaging`) and crop/resize them to the encoder's input, while the main process
+runs batched forward passes under ``torch.inference_mode()`` and appends each finished
+batch to a `FeatureStore`. A killed run loses at most the batch in flight; started again
+it recomputes nothing already stored.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from phototag.features.encoders import ImageEncoder, Preprocess
+from phototag.features.encoders.preprocess import resize_to_input
+from phototag.features.store import FeatureStore
+from phototag.imaging import ImageLoadError, file_digest, load_image
+
+
+def load_model_input(path: str | Path, preprocess: Preprocess) -> np.ndarray:
+    """One photo as the encoder sees it: uint8 ``[S, S, 3]`` after crop/resize.
+
+    Decodes at the smallest size the recipe needs, so a 24-megapixel JPEG is never
+    decoded at full size. Every path from file to features goes through here.
+    """
+    crop = preprocess.crop_fraction if preprocess.resize == "center_crop" else 1.0
+    min_side = math.ceil(preprocess.input_size / crop)
+    image = load_image(path, max_side=None, min_side=min_side)
+    return np.array(resize_to_input(image, preprocess), dtype=np.uint8)
+
+
+def normalize(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 ``[N, S, S, 3]`` -> the encoder's float32 ``[N, 3, S, S]`` input."""
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.contiguous_format)
+
+
+@dataclass
+class ExtractionReport:
+    """What one extraction run did."""
+
+    n_files: int = 0
+    n_computed: int = 0
+    n_reused: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.n_computed / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.n_files} files: {self.n_computed} computed "
+            f"({self.images_per_second:.1f} images/s), {self.n_reused} already stored, "
+            f"{len(self.failures)} failed"
+        )
+
+
+# -------------------------------------------------------------- worker functions
+def _digest(path: str) -> tuple[str | None, str | None]:
+    try:
+        return file_digest(path), None
+    except ImageLoadError as error:
+        return None, str(error)
+    except OSError as error:
+        return None, f"{path}: cannot read ({error.strerror or error})"
+
+
+def _decode(job: tuple[str, Preprocess]) -> tuple[np.ndarray | None, str | None]:
+    path, preprocess = job
+    try:
+        return load_model_input(path, preprocess), None
+    except ImageLoadError as error:
+        return None, str(error)
+
+
+def default_workers() -> int:
+    """Decoding processes: one per core beyond the first (the forward pass uses the rest)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class _Pool:
+    """A fork-based process pool, or in-process execution when `workers` is 0."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = multiprocessing.get_context("fork").Pool(workers) if workers > 0 else None
+
+    def imap(self, function, jobs, chunksize: int = 8) -> Iterator:  # type: ignore[no-untyped-def]
+        if self._pool is None:
+            return map(function, jobs)
+        return self._pool.imap(function, jobs, chunksize=chunksize)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+
+
+def extract_features(
+    paths: Sequence[str | Path],
+    encoder: ImageEncoder,
+    store: FeatureStore,
+    *,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool = True,
+) -> tuple[list[str | None], ExtractionReport]:
+    """Compute and store pooled features of every file in `paths` not stored yet.
+
+    Returns each path's content digest (``None`` for files that failed, with the reason
+    in the report) and the report; fetch the vectors with ``store.get(digests)``.
+    """
+    report = ExtractionReport(n_files=len(paths))
+    names = [str(p) for p in paths]
+    pool = _Pool(default_workers() if workers is None else workers)
+    start = time.perf_counter()
+    try:
+        digests: list[str | None] = []
+        hashing = tqdm(
+            pool.imap(_digest, names, chunksize=32),
+            total=len(names),
+            desc="hashing",
+            unit="file",
+            disable=not progress,
+            leave=False,
+        )
+        for path, (digest, error) in zip(names, hashing, strict=True):
+            digests.append(digest)
+            if error:
+                report.failures.append((path, error))
+        known = [d for d in digests if d is not None]
+        stored = store.rows_of(known) >= 0
+        done = {d for d, s in zip(known, stored, strict=True) if s}
+        todo: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for path, digest in zip(names, digests, strict=True):
+            if digest is None or digest in done or digest in seen:
+                continue
+            seen.add(digest)
+            todo.append((path, digest))
+        report.n_reused = sum(1 for d in digests if d is not None and d in done)
+        start = time.perf_counter()
+        decoded = pool.imap(_decode, [(path, encoder.preprocess) for path, _ in todo])
+        bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
+        batch: list[np.ndarray] = []
+        batch_digests: list[str] = []
+        for (path, digest), (pixels, error) in zip(todo, decoded, strict=True):
+            if pixels is None:
+                report.failures.append((path, error or "unknown error"))
+                bar.update(1)
+                continue
+            batch.append(pixels)
+            batch_digests.append(digest)
+            if len(batch) == batch_size:
+                _encode_batch(encoder, store, batch, batch_digests)
+                bar.update(len(batch))
+                report.n_computed += len(batch)
+                batch, batch_digests = [], []
+        if batch:
+            _encode_batch(encoder, store, batch, batch_digests)
+            bar.update(len(batch))
+            report.n_computed += len(batch)
+        bar.close()
+    finally:
+        pool.close()
+    report.seconds = time.perf_counter() - start
+    failed = {path for path, _ in report.failures}
+    return [None if p in failed else d for p, d in zip(names, digests, strict=True)], report
+
+
+def _encode_batch(
+    encoder: ImageEncoder, store: FeatureStore, batch: list[np.ndarray], digests: list[str]
+) -> None:
+    x = normalize(np.stack(batch), encoder.preprocess)
+    with torch.inference_mode():
+        vectors = encoder.pooled(x).float().numpy()
+    store.add(digests, vectors)

@@ -1,0 +1,127 @@
+"""Photos -> stored features: the pipeline, failures, reuse and resuming after a kill."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from phototag.data import from_label_sets
+from phototag.features.attach import with_encoder_features
+from phototag.features.encoders import create_encoder
+from phototag.features.extract import extract_features, load_model_input, normalize
+from phototag.features.store import FeatureStore
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return create_encoder("efficientnet_lite0")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(7):
+        pixels = rng.integers(0, 255, size=(90 + 10 * i, 120, 3), dtype=np.uint8)
+        path = tmp_path / f"photo{i}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(path)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(paths[0].read_bytes()[:200])
+    return paths, broken
+
+
+def test_model_input_matches_the_encoder_transform(photos, encoder):
+    path = photos[0][3]
+    pixels = load_model_input(path, encoder.preprocess)
+    assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
+    direct = encoder.pooled(normalize(pixels[None], encoder.preprocess)).numpy()
+    with Image.open(path) as image:
+        reference = encoder.encode([image.convert("RGB")])
+    cosine = (direct @ reference.T) / (np.linalg.norm(direct) * np.linalg.norm(reference))
+    assert cosine.item() > 0.99  # the reference path resizes once, ours twice
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_extract_stores_features_skips_failures_and_reuses(photos, encoder, tmp_path, workers):
+    paths, broken = photos
+    files = [*paths[:4], broken, paths[4], paths[0]]  # a duplicate, a broken file
+    with FeatureStore(tmp_path / "store", encoder.feature_id, encoder.num_features) as store:
+        digests, report = extract_features(
+            files, encoder, store, batch_size=2, workers=workers, progress=False
+        )
+        assert report.n_computed == 5 and len(report.failures) == 1
+        assert "broken.jpg" in report.failures[0][1]
+        assert digests[4] is None and digests[0] == digests[6]
+        vectors, found = store.get([d for d in digests if d])
+        assert found.all()
+        pixels = load_model_input(paths[1], encoder.preprocess)
+        expected = encoder.pooled(normalize(pixels[None], encoder.preprocess)).numpy()
+        np.testing.assert_allclose(vectors[1], expected[0], rtol=1e-4, atol=1e-4)
+        _, again = extract_features(files, encoder, store, workers=workers, progress=False)
+        assert again.n_computed == 0 and again.n_reused == 6
+
+
+def test_with_encoder_features_drops_broken_items(photos, encoder, tmp_path):
+    paths, broken = photos
+    files = [*paths[:3], broken]
+    data = from_label_sets(
+        "toy",
+        [p.name for p in files],
+        [["a"], ["b"], ["a"], ["b"]],
+        image_paths=[str(p) for p in files],
+        splits={"train": [0, 1, 2, 3]},
+    )
+    result, report = with_encoder_features(
+        data, encoder, store_root=tmp_path / "s", workers=0, progress=False
+    )
+    assert result.n_items == 3 and "broken.jpg" not in result.item_ids
+    assert result.features["efficientnet_lite0"].shape == (3, 1280)
+    assert any("broken.jpg" in note for note in result.notes)
+    assert "efficientnet_lite0" not in data.features  # the input is not modified
+
+
+def test_a_killed_extraction_resumes_without_recomputing(photos, tmp_path):
+    paths, _ = photos
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from phototag.features.encoders import create_encoder
+        from phototag.features.extract import extract_features
+        from phototag.features.store import FeatureStore
+        encoder = create_encoder("efficientnet_lite0")
+        store = FeatureStore({str(tmp_path / "s")!r}, encoder.feature_id, 1280)
+        add = store.add
+        def add_then_die(digests, vectors):
+            add(digests, vectors)
+            if len(store) >= 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+        store.add = add_then_die
+        extract_features({[str(p) for p in paths]!r}, encoder, store, batch_size=2,
+                         workers=1, progress=False)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], check=False, timeout=300)
+    assert result.returncode == -9
+    encoder = create_encoder("efficientnet_lite0")
+    with FeatureStore(tmp_path / "s", encoder.feature_id, 1280) as store:
+        assert len(store) == 4
+        _, report = extract_features(paths, encoder, store, workers=0, progress=False)
+        assert report.n_reused == 4 and report.n_computed == 3 and len(store) == 7
+
+
+def test_features_command_on_a_folder(photos, tmp_path, capsys):
+    from phototag.app.cli import main
+
+    paths, broken = photos
+    code = main(
+        ["features", "--dataset", f"folder:{paths[0].parent}", "--encoder",
+         "efficientnet_lite0", "--store", str(tmp_path / "s"), "--workers", "0",
+         "--runtime", "torch"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "7 computed" in err and "1 failed" in err and "broken.jpg" in err
