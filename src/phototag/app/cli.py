@@ -202,6 +202,79 @@ def _run_features(args: argparse.Namespace) -> int:
     return 0 if dataset.n_items else 1
 
 
+def _add_annotate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "annotate", help="suggest keywords for photos (files and folders)",
+        description="Suggest keywords for photos with a trained model. Folders are searched "
+        "recursively (hidden files skipped). Unreadable photos are reported on stderr and "
+        "skipped; the exit status is 1 if any photo failed.",
+        epilog="--format json prints one JSON object per photo and line: "
+        '{"path": ..., "tags": [{"label": ..., "score": ...}, ...]}, best first.',
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders")
+    parser.add_argument(
+        "--model", default="default", metavar="NAME|DIR",
+        help="a shipped model name or a directory from `phototag train` (default: default)",
+    )
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--top-k", type=int, metavar="K", help="the K best keywords per photo")
+    choice.add_argument("--threshold", type=float, metavar="T", help="keywords scoring >= T")
+    choice.add_argument(
+        "--auto", action="store_true",
+        help="the model's own decoder, e.g. per-label thresholds (the default)",
+    )
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    _add_store_options(parser)
+    parser.set_defaults(run=_run_annotate)
+
+
+def _run_annotate(args: argparse.Namespace) -> int:
+    import csv
+
+    from phototag.annotation import annotate_files
+    from phototag.decoding import Threshold, TopK
+    from phototag.imaging import iter_image_files
+    from phototag.pretrained import load_model
+
+    model = load_model(args.model)
+    decoder = None
+    if args.top_k is not None:
+        decoder = TopK(args.top_k)
+    elif args.threshold is not None:
+        decoder = Threshold(args.threshold)
+    missing = [p for p in args.paths if not p.exists()]
+    for path in missing:
+        print(f"skipped: {path}: no such file or folder", file=sys.stderr)
+    paths = list(iter_image_files([p for p in args.paths if p.exists()]))
+    if not paths:
+        print("phototag: no photos found", file=sys.stderr)
+        return 1
+    writer = csv.writer(sys.stdout) if args.format == "csv" else None
+    if writer:
+        writer.writerow(["path", "label", "score"])
+    failed = len(missing)
+    for result in annotate_files(
+        paths, model, decoder, store_root=args.store, runtime=args.runtime,
+        batch_size=args.batch_size, workers=args.workers, progress=sys.stderr.isatty(),
+    ):
+        if result.error is not None:
+            failed += 1
+            print(f"skipped: {result.error}", file=sys.stderr)
+        elif writer:
+            writer.writerows((result.path, label, f"{score:.4f}") for label, score in result.tags)
+        elif args.format == "json":
+            tags = [{"label": label, "score": round(score, 6)} for label, score in result.tags]
+            print(json.dumps({"path": result.path, "tags": tags}, ensure_ascii=False))
+        else:
+            keywords = ", ".join(f"{label} ({score:.2f})" for label, score in result.tags)
+            print(f"{result.path}: {keywords or '-'}")
+        sys.stdout.flush()
+    if failed:
+        print(f"{failed} of {len(paths) + len(missing)} photos could not be annotated",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _add_train(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "train",
@@ -307,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"phototag {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_datasets(commands)
+    _add_annotate(commands)
     _add_features(commands)
     _add_train(commands)
     _add_evaluate(commands)

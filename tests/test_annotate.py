@@ -1,0 +1,68 @@
+"""`phototag annotate`: output formats, failures and exit codes."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from phototag.app.cli import main
+from phototag.data import from_label_sets
+from phototag.models import create_annotator
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def prior_model(tmp_path):
+    train = from_label_sets("t", list("abcd"), [["sky", "sea"], ["sky"], ["sky", "cat"], ["sea"]])
+    return str(create_annotator("prior").fit(train).save(tmp_path / "model"))
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes((EXAMPLES / "coffee.jpg").read_bytes())
+    (folder / "sub" / "b.jpg").write_bytes((EXAMPLES / "chelsea.jpg").read_bytes())
+    (folder / ".hidden.jpg").write_bytes((EXAMPLES / "chelsea.jpg").read_bytes())
+    (folder / "notes.txt").write_text("not a photo")
+    return folder
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_lines_ranked_by_score(photos, prior_model, capsys):
+    code, out, _ = run(["annotate", str(photos), "--model", prior_model, "--format", "json",
+                        "--top-k", "2"], capsys)  # fmt: skip
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [Path(r["path"]).name for r in records] == ["a.jpg", "b.jpg"]
+    for record in records:
+        scores = [t["score"] for t in record["tags"]]
+        assert len(scores) == 2 and scores == sorted(scores, reverse=True)
+        assert record["tags"][0]["label"] == "sky"
+
+
+def test_csv_and_table_formats(photos, prior_model, capsys):
+    code, out, _ = run(["annotate", str(photos), "--model", prior_model, "--format", "csv",
+                        "--threshold", "0.6"], capsys)  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and {r["label"] for r in rows} == {"sky"} and len(rows) == 2
+    code, out, _ = run(["annotate", str(photos / "a.jpg"), "--model", prior_model], capsys)
+    assert code == 0 and out.startswith(f"{photos / 'a.jpg'}: sky (")
+
+
+def test_missing_and_unknown_model(photos, prior_model, capsys):
+    code, out, err = run(
+        ["annotate", str(photos / "a.jpg"), str(photos / "gone.jpg"), "--model", prior_model],
+        capsys,
+    )
+    assert code == 1 and "a.jpg" in out and "gone.jpg" in err and "1 of 2" in err
+    code, _, err = run(["annotate", str(photos), "--model", "no-such-model"], capsys)
+    assert code == 1 and "'no-such-model'" in err
