@@ -66,3 +66,21 @@ def test_missing_and_unknown_model(photos, prior_model, capsys):
     assert code == 1 and "a.jpg" in out and "gone.jpg" in err and "1 of 2" in err
     code, _, err = run(["annotate", str(photos), "--model", "no-such-model"], capsys)
     assert code == 1 and "'no-such-model'" in err
+
+
+def test_user_vocabulary_without_training(photos, prior_model, tmp_path, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("cat\ncoffee\nanimal\nsky\n")
+    code, out, err = run(
+        ["annotate", str(photos), "--model", prior_model, "--vocabulary", str(words),
+         "--format", "json", "--top-k", "2", "--runtime", "torch",
+         "--store", str(tmp_path / "store"), "--workers", "0"], capsys,
+    )  # fmt: skip
+    assert code == 0
+    assert "'sky'" in err and "warning" in err  # reported: no ImageNet class below it
+    tags = {
+        Path(r["path"]).name: [t["label"] for t in r["tags"]]
+        for r in map(json.loads, out.splitlines())
+    }
+    assert tags["a.jpg"][0] == "coffee"
+    assert set(tags["b.jpg"]) == {"cat", "animal"}

@@ -10,15 +10,64 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from phototag.data import AnnotationSet
-from phototag.decoding import Decoder
+from phototag.data import AnnotationSet, Vocabulary
+from phototag.decoding import Decoder, TopK
 from phototag.features.attach import with_encoder_features
 from phototag.features.encoders import ImageEncoder, create_encoder
-from phototag.models.base import Annotator
+from phototag.models.base import Annotator, decoded_tags
+
+
+class Scorer(Protocol):
+    """What annotating needs of a model: an `Annotator`, or `UserVocabulary`."""
+
+    vocabulary_: Vocabulary
+    decoder_: Decoder
+
+    def required_features(self) -> tuple[str, ...]: ...
+    def scores(self, inputs: AnnotationSet) -> np.ndarray: ...
+
+
+class UserVocabulary:
+    """A user's own word list, scored without training.
+
+    Every word gets the open-vocabulary score (ImageNet classes mapped through WordNet,
+    `imagenet_wordnet`); a word the trained model also knows gets the larger of the two
+    scores. Labels of the trained model that are not in the list are not suggested.
+    Decodes with the top 5 words unless told otherwise.
+    """
+
+    def __init__(self, words: Sequence[str], trained: Annotator | None = None) -> None:
+        from phototag.models.open_vocabulary import ImageNetWordNet
+
+        encoders = trained.required_features() if trained is not None else ()
+        encoder = encoders[0] if encoders else "efficientnet_lite2"
+        self.open_vocabulary = ImageNetWordNet.from_vocabulary(list(words), encoder_name=encoder)
+        self.trained = trained
+        self.vocabulary_ = self.open_vocabulary.vocabulary_
+        self.decoder_: Decoder = TopK(5)
+
+    def required_features(self) -> tuple[str, ...]:
+        keys = self.open_vocabulary.required_features()
+        extra = self.trained.required_features() if self.trained is not None else ()
+        return tuple(dict.fromkeys(keys + extra))
+
+    def scores(self, inputs: AnnotationSet) -> np.ndarray:
+        scores = self.open_vocabulary.scores(inputs)
+        if self.trained is not None:
+            shared = [w for w in self.vocabulary_ if w in self.trained.vocabulary_]
+            if shared:
+                mine = self.vocabulary_.indices(shared)
+                theirs = self.trained.vocabulary_.indices(shared)
+                scores[:, mine] = np.maximum(
+                    scores[:, mine], self.trained.scores(inputs)[:, theirs]
+                )
+        return scores
 
 
 @dataclass(frozen=True)
@@ -32,7 +81,7 @@ class FileAnnotation:
 
 def annotate_files(
     paths: Sequence[str | Path],
-    model: Annotator,
+    model: Scorer,
     decoder: Decoder | None = None,
     *,
     store_root: str | Path | None = None,
@@ -64,7 +113,7 @@ def annotate_files(
 
 def _annotate_chunk(
     paths: list[str],
-    model: Annotator,
+    model: Scorer,
     decoder: Decoder | None,
     encoders: list[ImageEncoder],
     options: dict,
@@ -80,7 +129,10 @@ def _annotate_chunk(
     for encoder in encoders:
         data, report = with_encoder_features(data, encoder, progress=False, **options)
         errors.update(report.failures)
-    tags = dict(zip(data.item_ids, model.annotate(data, decoder), strict=True)) if len(data) else {}
+    tags: dict[str, list[tuple[str, float]]] = {}
+    if len(data):
+        decoded = decoded_tags(model.scores(data), model.vocabulary_, decoder or model.decoder_)
+        tags = dict(zip(data.item_ids, decoded, strict=True))
     for path in paths:
         if path in tags:
             yield FileAnnotation(path, tuple(tags[path]))

@@ -223,6 +223,11 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
         "--auto", action="store_true",
         help="the model's own decoder, e.g. per-label thresholds (the default)",
     )
+    parser.add_argument(
+        "--vocabulary", type=Path, metavar="FILE",
+        help="suggest only these words (one per line), no training needed: ImageNet classes "
+        "mapped through WordNet, combined with the model for words it knows",
+    )
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     _add_store_options(parser)
     parser.set_defaults(run=_run_annotate)
@@ -231,12 +236,15 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
 def _run_annotate(args: argparse.Namespace) -> int:
     import csv
 
-    from phototag.annotation import annotate_files
+    from phototag.annotation import UserVocabulary, annotate_files
     from phototag.decoding import Threshold, TopK
     from phototag.imaging import iter_image_files
+    from phototag.models.open_vocabulary import read_word_list
     from phototag.pretrained import load_model
 
     model = load_model(args.model)
+    if args.vocabulary is not None:
+        model = UserVocabulary(read_word_list(args.vocabulary), trained=model)
     decoder = None
     if args.top_k is not None:
         decoder = TopK(args.top_k)
@@ -389,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    print(f"phototag: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -401,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # handled dataset defects are reported as notes by the commands themselves
     warnings.simplefilter("ignore", DataDefectWarning)
+    warnings.showwarning = _show_warning
     try:
         return args.run(args)
     except PhototagError as exc:

@@ -77,15 +77,7 @@ class Annotator(ABC):
         self, inputs: AnnotationSet, decoder: Decoder | None = None
     ) -> list[list[tuple[str, float]]]:
         """Per item, the decoded ``(label, score)`` pairs, best first."""
-        scores = self.scores(inputs)
-        chosen = (decoder or self.decoder_).decode(scores)
-        names = self.vocabulary_.names
-        result = []
-        for row, mask in zip(scores, chosen, strict=True):
-            ids = np.flatnonzero(mask)
-            ids = ids[np.argsort(-row[ids], kind="stable")]
-            result.append([(names[j], float(row[j])) for j in ids])
-        return result
+        return decoded_tags(self.scores(inputs), self.vocabulary_, decoder or self.decoder_)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
@@ -152,6 +144,20 @@ class Annotator(ABC):
         for key, value in load_file(str(directory / WEIGHTS_FILE)).items():
             setattr(model, key, value)
         return model
+
+
+def decoded_tags(
+    scores: np.ndarray, vocabulary: Vocabulary, decoder: Decoder
+) -> list[list[tuple[str, float]]]:
+    """Per row of `scores`, the ``(label, score)`` pairs `decoder` keeps, best first."""
+    chosen = decoder.decode(scores)
+    names = vocabulary.names
+    result = []
+    for row, mask in zip(scores, chosen, strict=True):
+        ids = np.flatnonzero(mask)
+        ids = ids[np.argsort(-row[ids], kind="stable")]
+        result.append([(names[j], float(row[j])) for j in ids])
+    return result
 
 
 def read_model_config(directory: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ def register_annotator(name: str) -> Callable[[A], A]:
 
 def _import_builtin_models() -> None:
     from phototag.models import prior  # noqa: F401
+    from phototag.models import open_vocabulary  # noqa: F401
 
 
 def available_annotators() -> list[str]:
@@ -40,7 +41,9 @@ def annotator_class(name: str) -> type[Annotator]:
     _import_builtin_models()
     if name not in _MODELS:
         raise InvalidInputError(
-            "model", f"one of {', '.join(sorted(_MODELS))}", repr(name),
+            "model",
+            f"one of {', '.join(sorted(_MODELS))}",
+            repr(name),
             "Run `phototag models` to list them.",
         )
     return _MODELS[name]
