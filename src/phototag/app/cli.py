@@ -343,6 +343,49 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_benchmark(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "benchmark", help="reproduce a paper's benchmark table",
+        description="Train every model on a benchmark's training split (hyperparameters "
+        "chosen on the training split only), evaluate each once on the test split, and print "
+        "the table next to the published numbers. docs/benchmarks.md records the results.",
+    )
+    parser.add_argument("benchmark", choices=("corel5k",), help="which table to reproduce")
+    parser.add_argument("--data", required=True, type=Path, metavar="DIR",
+                        help="the dataset folder (e.g. ../shared/data/corel5k)")
+    parser.add_argument(
+        "--model", action="append", metavar="NAME[=JSON]", dest="models",
+        help="model to run, optionally with its configuration as JSON (default: all)",
+    )
+    parser.add_argument("--encoder", default="efficientnet_lite2", help="image features")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
+    _add_store_options(parser)
+    parser.set_defaults(run=_run_benchmark)
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    import inspect
+
+    from phototag.benchmark import COREL5K_MODELS, markdown_table, rows_as_json, run_benchmark
+    from phototag.data.readers import read_dataset
+    from phototag.models import annotator_class
+
+    models: dict[str, dict[str, Any]] = {}
+    for spec in args.models or COREL5K_MODELS:
+        name, _, config = spec.partition("=")
+        models[name] = json.loads(config) if config else dict(COREL5K_MODELS.get(name, {}))
+        if "features" in inspect.signature(annotator_class(name).__init__).parameters:
+            models[name].setdefault("features", args.encoder)
+    dataset = read_dataset(f"corel5k:{args.data}")
+    train = _attach_features(dataset.split("train"), [args.encoder], args)
+    test = _attach_features(dataset.split("test"), [args.encoder], args)
+    rows = run_benchmark(train, test, models)
+    print(markdown_table(rows, args.encoder))
+    if args.json:
+        args.json.write_text(json.dumps(rows_as_json(rows), indent=2) + "\n")
+    return 0
+
+
 def _add_models(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("models", help="list the registered annotation models")
     parser.set_defaults(run=_run_models)
@@ -392,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(commands)
     _add_train(commands)
     _add_evaluate(commands)
+    _add_benchmark(commands)
     _add_models(commands)
     _add_encoders(commands)
     return parser

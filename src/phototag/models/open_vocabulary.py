@@ -113,13 +113,16 @@ class CoverageReport:
                 return entry
         raise KeyError(word)
 
-    def summary(self) -> str:
-        """One line: how many words are covered, and the uncovered ones with the reason."""
+    def summary(self, limit: int | None = None) -> str:
+        """One line: how many words are covered, and the uncovered ones with the reason
+        (the first `limit` of them when given)."""
         text = f"{len(self.covered)} of {len(self.words)} words map to ImageNet classes"
         missing = [w for w in self.words if not w.covered]
         if missing:
-            listed = "; ".join(f"{w.word!r} ({w.reason})" for w in missing)
-            text += f"; never scored (always 0): {listed}"
+            shown = missing if limit is None else missing[:limit]
+            listed = "; ".join(f"{w.word!r} ({w.reason})" for w in shown)
+            more = f"; and {len(missing) - len(shown)} more" if len(shown) < len(missing) else ""
+            text += f"; never scored (always 0): {listed}{more}"
         return text
 
     def __str__(self) -> str:
@@ -363,7 +366,7 @@ class ImageNetWordNet(Annotator):
         self.encoder_id_ = encoder.feature_id
         if report.uncovered:
             warnings.warn(
-                UncoveredWordsWarning(f"imagenet_wordnet: {report.summary()}"), stacklevel=4
+                UncoveredWordsWarning(f"imagenet_wordnet: {report.summary(limit=8)}"), stacklevel=4
             )
 
     # ------------------------------------------------------------------ scoring
