@@ -71,3 +71,25 @@ def test_store_survives_a_killed_writer(tmp_path):
         vectors, found = store.get([f"d{i}" for i in range(402)])
         assert found[:401].all() and not found[401]
         assert np.array_equal(vectors[:401, 0], np.arange(401))
+
+
+def test_concurrent_writers_and_a_reader_opening_mid_run_stay_consistent(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys, numpy as np
+        from phototag.features.store import FeatureStore
+        offset = int(sys.argv[1])
+        for i in range(150):
+            store = FeatureStore({str(tmp_path)!r}, "enc", dim=16)  # reopened each time
+            store.add([f"d{{offset + i}}"], np.full((1, 16), offset + i, dtype=np.float32))
+            store.close()
+        """
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(o)]) for o in (0, 1000)]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    with FeatureStore(tmp_path, "enc", dim=16) as store:
+        assert len(store) == 300
+        digests = [f"d{i}" for i in range(150)] + [f"d{1000 + i}" for i in range(150)]
+        vectors, found = store.get(digests)
+        assert found.all()
+        assert np.array_equal(vectors[:, 0], [int(d[1:]) for d in digests])

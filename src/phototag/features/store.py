@@ -8,16 +8,20 @@ Layout of one store (one directory per encoder id under the store root)::
 
 Rows are written and synced before their index entries are committed, so a process
 killed at any point leaves a consistent store: rows without a committed index entry are
-cut off the next time the store is opened, and their images are simply computed again.
+cut off by the next write, and their images are simply computed again. Writers take an
+exclusive lock on ``ROOT/<encoder id>/lock``, so several processes may fill and read one
+store at the same time.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +62,7 @@ class FeatureStore:
             "CREATE TABLE IF NOT EXISTS rows (digest TEXT PRIMARY KEY, row INTEGER NOT NULL)"
         )
         self._db.commit()
-        self._n_rows = self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
-        self._truncate_uncommitted()
+        self._vectors_path.touch()
         self._mmap: np.memmap | None = None
 
     @property
@@ -81,13 +84,10 @@ class FeatureStore:
         else:
             meta_path.write_text(json.dumps(meta))
 
-    def _truncate_uncommitted(self) -> None:
-        committed = self._n_rows * self._row_bytes
-        if not self._vectors_path.exists():
-            self._vectors_path.touch()
-        if self._vectors_path.stat().st_size > committed:
-            with self._vectors_path.open("r+b") as handle:
-                handle.truncate(committed)
+    @property
+    def _n_rows(self) -> int:
+        """Committed rows (other processes may have added some since the last call)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
 
     def __len__(self) -> int:
         return self._n_rows
@@ -113,11 +113,12 @@ class FeatureStore:
 
     def vectors(self) -> np.ndarray:
         """All stored rows as a read-only memory map ``[len(self), dim]``."""
-        if self._n_rows == 0:
+        n_rows = self._n_rows
+        if n_rows == 0:
             return np.zeros((0, self.dim), dtype=self.dtype)
-        if self._mmap is None or len(self._mmap) != self._n_rows:
+        if self._mmap is None or len(self._mmap) != n_rows:
             self._mmap = np.memmap(
-                self._vectors_path, dtype=self.dtype, mode="r", shape=(self._n_rows, self.dim)
+                self._vectors_path, dtype=self.dtype, mode="r", shape=(n_rows, self.dim)
             )
         return self._mmap
 
@@ -143,19 +144,32 @@ class FeatureStore:
         for i, digest in enumerate(digests):
             if digest not in new:
                 new[digest] = i
-        stored = self.rows_of(list(new))
-        keep = [i for (digest, i), row in zip(new.items(), stored, strict=True) if row < 0]
-        if not keep:
-            return
-        block = np.ascontiguousarray(vectors[keep], dtype=self.dtype)
-        with self._vectors_path.open("ab") as handle:
-            handle.write(block.tobytes())
-            handle.flush()
-            os.fsync(handle.fileno())
-        entries = [(digests[i], self._n_rows + k) for k, i in enumerate(keep)]
-        with self._db:
-            self._db.executemany("INSERT INTO rows (digest, row) VALUES (?, ?)", entries)
-        self._n_rows += len(keep)
+        with self._write_lock():
+            stored = self.rows_of(list(new))
+            keep = [i for (digest, i), row in zip(new.items(), stored, strict=True) if row < 0]
+            if not keep:
+                return
+            n_rows = self._n_rows
+            block = np.ascontiguousarray(vectors[keep], dtype=self.dtype)
+            with self._vectors_path.open("r+b") as handle:
+                handle.truncate(n_rows * self._row_bytes)  # rows of a writer that was killed
+                handle.seek(0, os.SEEK_END)
+                handle.write(block.tobytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            entries = [(digests[i], n_rows + k) for k, i in enumerate(keep)]
+            with self._db:
+                self._db.executemany("INSERT INTO rows (digest, row) VALUES (?, ?)", entries)
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """Exclusive lock of this store's writers, across processes."""
+        with (self.directory / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self._mmap = None
