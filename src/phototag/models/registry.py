@@ -27,10 +27,7 @@ def register_annotator(name: str) -> Callable[[A], A]:
 
 
 def _import_builtin_models() -> None:
-    from phototag.models import cca  # noqa: F401
-    from phototag.models import prior  # noqa: F401
-    from phototag.models import knn  # noqa: F401
-    from phototag.models import open_vocabulary  # noqa: F401
+    from phototag.models import cca, knn, open_vocabulary, prior  # noqa: F401
 
 
 def available_annotators() -> list[str]:
