@@ -11,13 +11,18 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
-# WordNet 3.0 (Debian's wordnet-base) backs the `wordnet` tag embedding.
-if [ ! -f /usr/share/wordnet/data.noun ] && [ -z "${WORDNET_DIR:-}" ]; then
+# System packages from Debian, installed when missing (as root, e.g. in CI); otherwise a
+# note says what to install. One line per package: the file it provides, then its name.
+need_system_package() {
+    local provides=$1 package=$2 purpose=$3
+    [ -e "$provides" ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq >/dev/null && apt-get install -y -qq wordnet-base >/dev/null
+        if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq >/dev/null; APT_UPDATED=1; fi
+        apt-get install -y -qq "$package" >/dev/null
     else
-        echo "note: WordNet 3.0 not found; for the wordnet embedding run" \
-             "'sudo apt-get install wordnet-base' or set WORDNET_DIR" >&2
+        echo "note: $purpose needs Debian's $package: run 'sudo apt-get install $package'" >&2
     fi
-fi
+}
+# WordNet 3.0 backs the `wordnet` tag embedding (or set WORDNET_DIR).
+[ -n "${WORDNET_DIR:-}" ] || need_system_package /usr/share/wordnet/data.noun wordnet-base "the wordnet embedding"
 echo "phototag installed in .venv ($(.venv/bin/phototag --version))"
