@@ -90,14 +90,16 @@ def annotate_files(
     workers: int | None = None,
     chunk_size: int = 512,
     progress: bool = True,
+    encoders: Sequence[ImageEncoder] | None = None,
 ) -> Iterator[FileAnnotation]:
     """Yield one `FileAnnotation` per path, in order; unreadable photos carry an error.
 
-    `decoder` defaults to the model's own (``model.decoder_``).
+    `decoder` defaults to the model's own (``model.decoder_``). `encoders` are the
+    model's encoders already built (a long-running service keeps them loaded); by
+    default they are created from ``model.required_features()`` on `runtime`.
     """
-    encoders: list[ImageEncoder] = [
-        create_encoder(name, runtime=runtime) for name in model.required_features()
-    ]
+    if encoders is None:
+        encoders = [create_encoder(name, runtime=runtime) for name in model.required_features()]
     bar = tqdm(total=len(paths), desc="annotating", unit="photo", disable=not progress)
     try:
         for start in range(0, len(paths), chunk_size):
@@ -115,7 +117,7 @@ def _annotate_chunk(
     paths: list[str],
     model: Scorer,
     decoder: Decoder | None,
-    encoders: list[ImageEncoder],
+    encoders: Sequence[ImageEncoder],
     options: dict,
 ) -> Iterator[FileAnnotation]:
     data = AnnotationSet(
