@@ -25,4 +25,6 @@ need_system_package() {
 }
 # WordNet 3.0 backs the `wordnet` tag embedding (or set WORDNET_DIR).
 [ -n "${WORDNET_DIR:-}" ] || need_system_package /usr/share/wordnet/data.noun wordnet-base "the wordnet embedding"
+# ExifTool is the independent reader the keyword-writing tests check phototag's XMP with.
+need_system_package /usr/bin/exiftool libimage-exiftool-perl "the metadata tests"
 echo "phototag installed in .venv ($(.venv/bin/phototag --version))"
