@@ -14,7 +14,7 @@ Usage::
 Each dataset is read with `phototag.data.readers.read_dataset`; ``--features-file`` (an
 ``.npz`` with ``features`` [n x dim] and ``item_ids``) attaches extra features under the
 ``--features`` key, matched by item id. Hyperparameters are chosen on the training split
-only (`phototag.models._cca_cv.select_by_cv`, seeded folds, metric C-F1 by default); the
+only (`phototag.model_selection.select_by_cv`, seeded folds, metric C-F1 by default); the
 test split is scored once, by the refitted best model. Metrics: per-word means C-P / C-R /
 C-F1 (labels absent from the test split are left out), N+, overall O-F1, mAP per label.
 Times are wall-clock seconds on a shared machine (noisy).
@@ -129,7 +129,7 @@ def evaluate(model, test, decoder) -> tuple[dict[str, Any], float]:
 def run_dataset(args, spec: str, features: str, k: int) -> dict[str, Any]:
     from phototag.decoding import TopK
     from phototag.models import create_annotator
-    from phototag.models._cca_cv import select_by_cv
+    from phototag.model_selection import select_by_cv
 
     data = load(spec, features, args.features_file if spec == args.dataset else None)
     train, test = data.split("train"), data.split("test")

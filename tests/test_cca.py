@@ -16,7 +16,7 @@ from phototag.errors import InvalidInputError, NotFittedError
 from phototag.metrics import overall_f1_score
 from phototag.models import Annotator, available_annotators, create_annotator
 from phototag.models import _cca_linalg as la
-from phototag.models._cca_cv import cv_folds, parameter_grid, select_by_cv
+from phototag.model_selection import cv_folds, parameter_grid, select_by_cv
 from phototag.models.cca import label_embedding_matrix
 
 

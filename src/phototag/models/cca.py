@@ -29,17 +29,14 @@ import scipy.sparse as sp
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.errors import InvalidInputError
 from phototag.models import _cca_linalg as la
-from phototag.models._cca_cv import CVResult, select_by_cv
 from phototag.models.base import Annotator
 from phototag.models.registry import register_annotator
 
 __all__ = [
     "CCAAnnotator",
     "CCAKNNAnnotator",
-    "CVResult",
     "KCCAAnnotator",
     "label_embedding_matrix",
-    "select_by_cv",
 ]
 
 NORMALIZATIONS = ("l2", "l1", None)
