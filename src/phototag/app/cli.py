@@ -230,6 +230,7 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     _add_store_options(parser)
+    _add_write_options(parser)
     parser.set_defaults(run=_run_annotate)
 
 
@@ -258,6 +259,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         print("phototag: no photos found", file=sys.stderr)
         return 1
     writer = csv.writer(sys.stdout) if args.format == "csv" else None
+    keyword_writer = _keyword_writer(args, model)
     if writer:
         writer.writerow(["path", "label", "score"])
     failed = len(missing)
@@ -277,10 +279,76 @@ def _run_annotate(args: argparse.Namespace) -> int:
             keywords = ", ".join(f"{label} ({score:.2f})" for label, score in result.tags)
             print(f"{result.path}: {keywords or '-'}")
         sys.stdout.flush()
+        if keyword_writer is not None and result.error is None:
+            keyword_writer.write(result.path, result.tags)
     if failed:
         print(f"{failed} of {len(paths) + len(missing)} photos could not be annotated",
               file=sys.stderr)
+    if keyword_writer is not None:
+        print(keyword_writer.summary(), file=sys.stderr)
+        if keyword_writer.failed:
+            return 1
     return 1 if failed else 0
+
+
+def _add_write_options(parser: argparse.ArgumentParser) -> None:
+    """annotate --write xmp [--embed] [--dry-run]: keywords into metadata (photo-library.md)."""
+    parser.add_argument(
+        "--write", choices=("xmp",),
+        help="write the keywords into XMP metadata: a sidecar photo.jpg.xmp (or the existing "
+        "photo.xmp); your own keywords are kept, `phototag untag` removes phototag's",
+    )
+    parser.add_argument(
+        "--embed", action="store_true",
+        help="with --write: into the photo itself (JPEG, TIFF, PNG, WebP), through a verified "
+        "temporary copy that replaces it atomically",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with --write: show what would change, write nothing"
+    )
+
+
+def _keyword_writer(args: argparse.Namespace, model: Any) -> Any:
+    """A `KeywordWriter` for ``--write xmp``, or None."""
+    from phototag.errors import InvalidInputError
+    from phototag.metadata import KeywordWriter, Provenance
+
+    if args.write is None:
+        if args.embed or args.dry_run:
+            raise InvalidInputError("--embed/--dry-run", "--write xmp with them", "no --write")
+        return None
+    trained = getattr(model, "trained", model)
+    name = getattr(trained, "name", "") if trained is not None else ""
+    source = Path(args.model).name if Path(args.model).expanduser().is_dir() else args.model
+    model_id = f"{name}:{source}" if name else str(source)
+    if args.vocabulary is not None:
+        model_id = f"vocabulary:{args.vocabulary.name}+{model_id}"
+    return KeywordWriter(Provenance(model_id), embed=args.embed, dry_run=args.dry_run)
+
+
+def _add_untag(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "untag", help="remove the keywords phototag wrote (and nothing else)",
+        description="Remove every keyword phototag wrote into photos or their XMP sidecars, "
+        "with its provenance; keywords people wrote stay. Folders are searched recursively.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be removed")
+    parser.set_defaults(run=_run_untag)
+
+
+def _run_untag(args: argparse.Namespace) -> int:
+    from phototag.imaging import iter_image_files
+    from phototag.metadata import untag_files
+
+    missing = [p for p in args.paths if not p.exists()]
+    for path in missing:
+        print(f"skipped: {path}: no such file or folder", file=sys.stderr)
+    paths = [str(p) for p in iter_image_files([p for p in args.paths if p.exists()])]
+    changed, failed = untag_files(paths, dry_run=args.dry_run)
+    verb = "would untag" if args.dry_run else "untagged"
+    print(f"{verb} {changed} files of {len(paths)} photos; {failed} failed", file=sys.stderr)
+    return 1 if failed or missing else 0
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -432,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_datasets(commands)
     _add_annotate(commands)
+    _add_untag(commands)
     _add_features(commands)
     _add_train(commands)
     _add_evaluate(commands)

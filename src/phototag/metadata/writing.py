@@ -176,12 +176,13 @@ def _commit(photo: Path, target: Path, new: KeywordFields, *, embed: bool) -> bo
         _exiv2.apply_fields(image, old, new)
         empty_sidecar = not embed and _exiv2.xmp_is_empty(image)
         del image
+        if empty_sidecar:  # nothing left to keep: remove the sidecar instead
+            _check_unchanged(target, before)
+            temporary.unlink()
+            target.unlink(missing_ok=True)
+            return True
         _verify(temporary, new, expected)
         _check_unchanged(target, before)
-        if empty_sidecar:
-            target.unlink(missing_ok=True)
-            temporary.unlink()
-            return True
         shutil.copymode(target if exists else photo, temporary)
         os.replace(temporary, target)
     except MetadataError as error:
