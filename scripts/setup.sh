@@ -27,4 +27,6 @@ need_system_package() {
 [ -n "${WORDNET_DIR:-}" ] || need_system_package /usr/share/wordnet/data.noun wordnet-base "the wordnet embedding"
 # ExifTool is the independent reader the keyword-writing tests check phototag's XMP with.
 need_system_package /usr/bin/exiftool libimage-exiftool-perl "the metadata tests"
+# Headless Chromium drives the web UI end-to-end test (Playwright uses this binary).
+need_system_package /usr/bin/chromium chromium "the browser test"
 echo "phototag installed in .venv ($(.venv/bin/phototag --version))"

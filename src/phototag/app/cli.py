@@ -371,6 +371,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="model constructor argument (VALUE parsed as JSON when it can be); repeatable",
     )
     _add_store_options(parser, features=True)
+    parser.add_argument(
+        "--feedback", type=Path, metavar="DB",
+        help="also learn from accept/reject decisions made in `phototag serve` (its "
+        "feedback.sqlite; docs/serve.md)",
+    )
     parser.set_defaults(run=_run_train)
 
 
@@ -397,6 +402,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     model = create_annotator(args.model, **_parse_params(args.param))
     dataset = read_dataset(args.dataset)
+    dataset = _with_feedback(dataset, args)
     encoders = args.features or model.required_features()
     train = _attach_features(dataset.split(args.split), encoders, args)
     valid = None
@@ -408,6 +414,63 @@ def _run_train(args: argparse.Namespace) -> int:
     model.save(args.out)
     print(f"trained {args.model} on {train.n_items} items of {train.name} in {seconds:.1f} s")
     print(f"saved to {args.out}")
+    return 0
+
+
+def _with_feedback(dataset: Any, args: argparse.Namespace) -> Any:
+    """`dataset` with the decisions of ``--feedback DB`` applied (unchanged without it)."""
+    if getattr(args, "feedback", None) is None:
+        return dataset
+    from phototag.feedback import merge_feedback
+
+    dataset, report = merge_feedback(dataset, args.feedback, split=args.split)
+    print(f"feedback: {report.summary()}", file=sys.stderr)
+    for reason in report.skipped:
+        print(f"feedback: skipped {reason}", file=sys.stderr)
+    return dataset
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    import os
+
+    parser = commands.add_parser(
+        "serve", help="web page + REST API: suggested keywords to accept or reject",
+        description="Serve a web page and a REST API (OpenAPI docs at /docs) that suggest "
+        "keywords for uploaded photos or photos of --folder; accept/reject decisions are "
+        "stored for `phototag train --feedback`. Binds to localhost unless --host is given; "
+        "any other host requires --token. docs/serve.md.",
+    )  # fmt: skip
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    parser.add_argument("--model", default="default", metavar="NAME|DIR",
+                        help="a shipped model name or a directory from `phototag train`")
+    parser.add_argument("--folder", type=Path, metavar="DIR",
+                        help="a photo folder to browse (nothing outside it is ever readable)")
+    parser.add_argument("--token", default=os.environ.get("PHOTOTAG_TOKEN"),
+                        help="secret every API call must send as 'Authorization: Bearer TOKEN' "
+                        "(default: $PHOTOTAG_TOKEN); required for a non-localhost --host")
+    parser.add_argument("--data", type=Path, metavar="DIR",
+                        help="where uploads and decisions (feedback.sqlite) are kept "
+                        "(default: $PHOTOTAG_DATA or ~/.local/share/phototag)")
+    parser.add_argument("--max-upload-mb", type=float, default=25.0,
+                        help="largest accepted upload in MiB (default: 25)")
+    parser.add_argument("--store", type=Path, metavar="DIR", help="feature store directory")
+    parser.add_argument("--runtime", choices=("onnx", "torch"), default="onnx",
+                        help="where the encoder runs (default: onnx, falls back to torch)")
+    parser.set_defaults(run=_run_serve)  # fmt: skip
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from phototag.app.server import ServerConfig, serve
+
+    config = ServerConfig(
+        model=args.model, host=args.host, port=args.port, folder=args.folder,
+        token=args.token or None, store=args.store, runtime=args.runtime,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+    )  # fmt: skip
+    if args.data is not None:
+        config.data_dir = args.data
+    serve(config)
     return 0
 
 
@@ -504,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features(commands)
     _add_train(commands)
     _add_evaluate(commands)
+    _add_serve(commands)
     _add_benchmark(commands)
     _add_models(commands)
     _add_encoders(commands)

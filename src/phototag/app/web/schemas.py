@@ -1,0 +1,89 @@
+"""Request and response bodies of the REST API (they make up its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Verdict = Literal["accepted", "rejected"]
+
+
+class ServiceInfo(BaseModel):
+    """What the service runs and accepts."""
+
+    version: str
+    model: str = Field(description="the model's name or directory")
+    labels: int = Field(description="size of the model's vocabulary")
+    folder: bool = Field(description="whether a folder is served (the /api/folder endpoints)")
+    max_upload_bytes: int
+    upload_formats: list[str]
+    token_required: bool
+
+
+class PhotoOut(BaseModel):
+    """A photo known to the service; `id` is stable across restarts."""
+
+    id: int
+    name: str = Field(description="the uploaded file's name, or the path inside the folder")
+    source: Literal["upload", "folder"]
+
+
+class Decision(BaseModel):
+    """The latest decision on one keyword of one photo."""
+
+    label: str
+    decision: Verdict
+    score: float | None = Field(description="the suggestion's score; null for a tag you added")
+    decided_at: float = Field(description="seconds since 1970 (UTC)")
+
+
+class Tag(BaseModel):
+    """A suggested keyword with its score and, once made, the decision on it."""
+
+    label: str
+    score: float
+    decision: Verdict | None = None
+
+
+class Suggestions(BaseModel):
+    """Suggested keywords of one photo, best first, and every decision on it."""
+
+    photo: PhotoOut
+    model: str
+    tags: list[Tag]
+    decisions: list[Decision] = Field(description="includes keywords the user added")
+
+
+class DecisionIn(BaseModel):
+    """Accept or reject a keyword (a suggested one, or one of your own to add)."""
+
+    label: str = Field(min_length=1, max_length=200, examples=["beach"])
+    decision: Verdict
+    score: float | None = Field(default=None, description="the score that was shown, if any")
+
+
+class FolderPhotoIn(BaseModel):
+    """A photo of the served folder, as a path relative to it."""
+
+    path: str = Field(min_length=1, max_length=4096, examples=["holidays/2023/beach.jpg"])
+
+
+class FolderEntry(BaseModel):
+    name: str
+    path: str = Field(description="relative to the served folder, with '/' separators")
+
+
+class FolderListing(BaseModel):
+    """One folder level: its subfolders and (a page of) its photos."""
+
+    path: str
+    parent: str | None = Field(description="path of the parent folder; null at the top")
+    folders: list[FolderEntry]
+    photos: list[FolderEntry]
+    total_photos: int
+    offset: int
+
+
+class ErrorOut(BaseModel):
+    detail: str

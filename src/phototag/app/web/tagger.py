@@ -1,0 +1,125 @@
+"""One loaded model serving many requests: concurrent photos are scored in batches.
+
+Requests hand their photo to a single worker thread and wait on a future, so the
+event loop never runs inference, the model and its encoders are loaded once, and
+photos that arrive together share one forward pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+
+from phototag.annotation import annotate_files
+from phototag.decoding import TopK
+from phototag.errors import PhototagError
+from phototag.features.encoders import create_encoder
+from phototag.models.base import Annotator, decoded_tags
+
+_STOP = None
+
+
+class PhotoUnreadable(PhototagError):
+    """A photo the model could not read; the message names the file and the reason."""
+
+
+class Tagger:
+    """Suggests keywords for photo files with one model, batching concurrent requests.
+
+    `max_batch` bounds how many waiting photos go through one forward pass.
+    """
+
+    def __init__(
+        self,
+        model: Annotator,
+        *,
+        store_root: str | Path | None = None,
+        runtime: str = "onnx",
+        max_batch: int = 16,
+    ) -> None:
+        self.model = model
+        self.encoders = [create_encoder(n, runtime=runtime) for n in model.required_features()]
+        self.store_root = store_root
+        self.max_batch = max_batch
+        self._every_label = TopK(len(model.vocabulary_))
+        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name="phototag-tagger", daemon=True)
+        self._thread.start()
+
+    def submit(self, path: str | Path) -> Future[np.ndarray]:
+        """A future of the photo's score for every vocabulary label (float32 ``[L]``)."""
+        future: Future[np.ndarray] = Future()
+        if not self._thread.is_alive():
+            raise RuntimeError("the tagger is closed")
+        self._queue.put((str(path), future))
+        return future
+
+    async def suggest(self, path: str | Path, top_k: int | None = None) -> list[tuple[str, float]]:
+        """``(label, score)`` pairs, best first: the model's own decoder, or the `top_k` best.
+
+        Raises `PhotoUnreadable` for a file that cannot be decoded.
+        """
+        scores = await asyncio.wrap_future(self.submit(path))
+        decoder = TopK(top_k) if top_k else self.model.decoder_
+        return decoded_tags(scores[None, :], self.model.vocabulary_, decoder)[0]
+
+    def close(self) -> None:
+        """Finish the photos already handed in, then stop the worker."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    # ---------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run([(p, f) for p, f in batch if f.set_running_or_notify_cancel()])
+            if stop:
+                return
+
+    def _run(self, batch: list[tuple[str, Future[np.ndarray]]]) -> None:
+        if not batch:
+            return
+        paths = list(dict.fromkeys(path for path, _ in batch))
+        try:
+            results = {
+                r.path: r
+                for r in annotate_files(
+                    paths, self.model, self._every_label, store_root=self.store_root,
+                    batch_size=len(paths), workers=0, progress=False, encoders=self.encoders,
+                )  # fmt: skip
+            }
+        except Exception as error:  # noqa: BLE001 - handed to every waiting request
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        index = {label: j for j, label in enumerate(self.model.vocabulary_)}
+        for path, future in batch:
+            result = results[path]
+            if result.error is not None:
+                future.set_exception(PhotoUnreadable(result.error))
+                continue
+            scores = np.zeros(len(index), dtype=np.float32)
+            for label, score in result.tags:
+                scores[index[label]] = score
+            future.set_result(scores)
