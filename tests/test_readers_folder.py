@@ -46,7 +46,12 @@ def test_images_only(photos):
     assert data.n_items == 5 and len(data.vocabulary) == 0
     assert data.labels.shape == (5, 0)
     assert data.image_paths[2] == str(photos / "city" / "night" / "c.png")
-    assert data.splits == {} and data.notes == []
+    # no label file: labels come from the photos' keywords; these empty files have none
+    assert {k: v.tolist() for k, v in data.splits.items()} == {"unlabeled": [0, 1, 2, 3, 4]}
+    assert data.notes == ["keywords of 5 of 5 images could not be read, e.g. beach/a.jpg "
+                          "(cannot read its metadata (Failed to read input data)): no labels"]
+    none = read_folder(photos, labels="none")
+    assert none.splits == {} and none.notes == [] and none.n_items == 5
 
 
 def test_csv_labels_with_both_separators_and_splits(photos):
@@ -114,9 +119,10 @@ def test_malformed_json(photos):
         read_folder(photos)
 
 
-def test_label_option_must_be_a_csv_or_json_file(photos):
-    # Reading labels from the keywords embedded in the photos comes in a later release.
-    with pytest.raises(InvalidInputError, match="a .csv or .json label file, got 'keywords'"):
-        read_folder(photos, labels="keywords")
+def test_label_option_must_be_a_label_file_keywords_or_none(photos):
+    # labels from the photos' keywords: tests/test_metadata_folder.py
+    with pytest.raises(InvalidInputError, match="a .csv or .json label file, 'keywords' or "
+                       "'none', got 'tags.txt'"):  # fmt: skip
+        read_folder(photos, labels="tags.txt")
     with pytest.raises(InvalidInputError, match="an existing label file"):
         read_folder(photos, labels="nope.csv")

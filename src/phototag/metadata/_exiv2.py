@@ -39,13 +39,19 @@ _ARRAY_TYPES = {SUBJECT: exiv2.TypeId.xmpBag, HIERARCHICAL: exiv2.TypeId.xmpBag,
                 DIGIKAM: exiv2.TypeId.xmpSeq}  # fmt: skip
 
 
+def _message(error: Exception) -> str:
+    """libexiv2's message, without the error-code tuple python-exiv2 wraps it in."""
+    text = str(error.args[-1]) if error.args else str(error)
+    return text.rstrip(".")
+
+
 def open_image(path: Path) -> Any:
     """An exiv2 image with its metadata read; `MetadataError` if exiv2 cannot read it."""
     try:
         image = exiv2.ImageFactory.open(str(path))
         image.readMetadata()
     except exiv2.Exiv2Error as error:
-        raise MetadataError(path, f"cannot read its metadata ({error})") from None
+        raise MetadataError(path, f"cannot read its metadata ({_message(error)})") from None
     return image
 
 
@@ -55,7 +61,7 @@ def new_sidecar(path: Path) -> Any:
         image = exiv2.ImageFactory.create(exiv2.ImageType.xmp, str(path))
         image.readMetadata()
     except exiv2.Exiv2Error as error:
-        raise MetadataError(path, f"cannot create an XMP sidecar ({error})") from None
+        raise MetadataError(path, f"cannot create an XMP sidecar ({_message(error)})") from None
     return image
 
 

@@ -1,4 +1,4 @@
-"""A folder of your own images, with labels from a CSV or JSON file."""
+"""A folder of your own images, labelled by a CSV/JSON file or by the photos' keywords."""
 
 from __future__ import annotations
 
@@ -110,24 +110,30 @@ def _read_json(path: Path) -> dict[str, _Entry]:
     return entries
 
 
-# Label-file readers by suffix. Labels from the keywords embedded in the photos
-# themselves (XMP/IPTC) will be one more label source here in a later release.
+# Label-file readers by suffix; the photos' own keywords are the other label source.
 LABEL_FILE_READERS: dict[str, Callable[[Path], dict[str, _Entry]]] = {
     ".csv": _read_csv,
     ".json": _read_json,
 }
 
 
+KEYWORDS = "keywords"
+NO_LABELS = "none"
+UNLABELED = "unlabeled"
+
+
 def _label_file(root: Path, option: str | None) -> Path | None:
     if option is None or option == "":
         return next((root / n for n in DEFAULT_LABEL_FILES if (root / n).is_file()), None)
+    if option in (KEYWORDS, NO_LABELS):
+        return None
     candidate = Path(option).expanduser()
     if not candidate.is_absolute() and not candidate.is_file():
         candidate = root / candidate
     if candidate.suffix.lower() not in LABEL_FILE_READERS:
         raise InvalidInputError(
             "labels",
-            "a .csv or .json label file",
+            f"a .csv or .json label file, {KEYWORDS!r} or {NO_LABELS!r}",
             repr(option),
             "See docs/datasets.md, `folder` reader, for the two formats.",
         )
@@ -136,20 +142,48 @@ def _label_file(root: Path, option: str | None) -> Path | None:
     return candidate
 
 
+def _keyword_entries(root: Path, ids: list[str], notes: list[str]) -> dict[str, _Entry]:
+    """Labels from each photo's own keywords (`phototag.metadata.read_keywords`): the ones
+    people wrote, not phototag's suggestions; spellings differing only in case merge into
+    the first one met. Unreadable metadata is noted and gives no labels."""
+    from phototag.metadata import MetadataError, read_keywords
+
+    spelling: dict[str, str] = {}
+    entries: dict[str, _Entry] = {}
+    unreadable = []
+    for image_id in ids:
+        try:
+            user = read_keywords(root / image_id).user
+        except MetadataError as error:
+            unreadable.append(f"{image_id} ({error.problem})")
+            continue
+        if user:
+            labels = [spelling.setdefault(k.casefold(), k) for k in user]
+            entries[image_id] = _Entry(list(dict.fromkeys(labels)), None, "train")
+    if unreadable:
+        notes.append(f"keywords of {len(unreadable)} of {len(ids)} images could not be read, "
+                     f"e.g. {unreadable[0]}: no labels")  # fmt: skip
+    return entries
+
+
 @register_reader("folder")
 def read_folder(path: Path, *, labels: str | None = None) -> AnnotationSet:
-    """A folder of images (searched recursively) with labels from a CSV or JSON file.
+    """A folder of images (searched recursively), labelled by a file or by their keywords.
 
     Options:
-        labels: the label file, ``.csv`` (header ``path,labels`` and an optional
-            ``split`` column; labels separated by ``;`` or ``|``) or ``.json``
-            (``{"relative/path.jpg": ["label", ...]}``). Default: ``labels.csv`` or
-            ``labels.json`` in the folder; without one, the images have no labels.
+        labels: where labels come from. ``keywords``: each photo's own keywords (XMP
+            ``dc:subject``, ``lr:hierarchicalSubject`` leaves, ``digiKam:TagsList``, IPTC
+            ``Keywords``, and XMP sidecars; not phototag's own suggestions); tagged
+            photos form split ``train``, the rest split ``unlabeled``. A ``.csv`` file
+            (header ``path,labels`` and an optional ``split`` column; labels separated by
+            ``;`` or ``|``) or ``.json`` file (``{"relative/path.jpg": ["label", ...]}``).
+            ``none``: no labels. Default: ``labels.csv`` or ``labels.json`` in the folder,
+            else ``keywords``.
 
     Items are all image files below PATH (jpg jpeg png webp tif tiff bmp gif heic heif;
     hidden files and folders skipped), sorted by relative path, which is their id.
-    Images the label file does not list have no labels. Splits come only from the
-    CSV ``split`` column.
+    Images the label file does not list have no labels. With a label file, splits come
+    only from the CSV ``split`` column.
     """
     root = Path(path)
     if not root.is_dir():
@@ -157,7 +191,14 @@ def read_folder(path: Path, *, labels: str | None = None) -> AnnotationSet:
     root = root.resolve()
     label_file = _label_file(root, labels)
     ids = list_images(root)
-    entries = LABEL_FILE_READERS[label_file.suffix.lower()](label_file) if label_file else {}
+    notes: list[str] = []
+    from_keywords = label_file is None and labels != NO_LABELS
+    if label_file is not None:
+        entries = LABEL_FILE_READERS[label_file.suffix.lower()](label_file)
+    elif from_keywords:
+        entries = _keyword_entries(root, ids, notes)
+    else:
+        entries = {}
     known = set(ids)
     for relative, entry in entries.items():
         if relative not in known:
@@ -176,10 +217,16 @@ def read_folder(path: Path, *, labels: str | None = None) -> AnnotationSet:
         listed = entries.get(image_id)
         if listed is not None and listed.split:
             splits.setdefault(listed.split, []).append(index)
-    notes = []
-    unlabelled = sum(1 for i in ids if i not in entries)
+    unlabelled = [index for index, image_id in enumerate(ids) if image_id not in entries]
     if label_file is not None and unlabelled:
-        notes.append(f"{unlabelled} of {len(ids)} images are not in {label_file.name}: no labels")
+        notes.append(
+            f"{len(unlabelled)} of {len(ids)} images are not in {label_file.name}: no labels"
+        )
+    if from_keywords and unlabelled:
+        splits[UNLABELED] = unlabelled
+        if entries:
+            notes.append(f"{len(unlabelled)} of {len(ids)} images have no keywords: "
+                         f"split {UNLABELED!r}")  # fmt: skip
     vocabulary = Vocabulary(sorted({x for labels_ in label_sets for x in labels_}))
     return from_label_sets(
         root.name,
