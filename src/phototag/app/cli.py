@@ -376,6 +376,17 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="also learn from accept/reject decisions made in `phototag serve` (its "
         "feedback.sqlite; docs/serve.md)",
     )
+    parser.add_argument(
+        "--min-label-count", type=int, metavar="N",
+        help="drop labels used on fewer than N photos (default: 3 for folder datasets; "
+        "giving it, or --validation-fraction, trains as for a photo library)",
+    )
+    parser.add_argument(
+        "--validation-fraction", type=float, metavar="F",
+        help="hold out this fraction of the tagged photos (stratified by label) to calibrate "
+        "per-label thresholds and report precision/recall (default: 0.2 for folder datasets)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the validation split")
     parser.set_defaults(run=_run_train)
 
 
@@ -404,6 +415,8 @@ def _run_train(args: argparse.Namespace) -> int:
     dataset = read_dataset(args.dataset)
     dataset = _with_feedback(dataset, args)
     encoders = args.features or model.required_features()
+    if _learns_vocabulary(args):
+        return _train_on_library(args, model, dataset, encoders)
     train = _attach_features(dataset.split(args.split), encoders, args)
     valid = None
     if "valid" in dataset.splits:
@@ -414,6 +427,45 @@ def _run_train(args: argparse.Namespace) -> int:
     model.save(args.out)
     print(f"trained {args.model} on {train.n_items} items of {train.name} in {seconds:.1f} s")
     print(f"saved to {args.out}")
+    return 0
+
+
+def _learns_vocabulary(args: argparse.Namespace) -> bool:
+    """Train as for a photo library (docs/photo-library.md): folder datasets, or asked."""
+    return (args.min_label_count is not None or args.validation_fraction is not None
+            or args.dataset.partition(":")[0] == "folder")  # fmt: skip
+
+
+def _train_on_library(
+    args: argparse.Namespace, model: Any, dataset: Any, encoders: Sequence[str]
+) -> int:
+    """Drop rare labels, hold out a validation split, calibrate per-label thresholds,
+    save the model with them as its decoder, and print the report."""
+    import time
+
+    import numpy as np
+
+    from phototag.library_training import fit_on_library
+
+    if args.split in dataset.splits:
+        tagged = dataset.split(args.split)
+    else:  # e.g. a label file without splits: every photo that has labels
+        tagged = dataset.subset(np.flatnonzero(dataset.label_counts() > 0))
+    tagged = _attach_features(tagged, encoders, args)
+    start = time.perf_counter()
+    report = fit_on_library(
+        model, tagged,
+        min_label_count=3 if args.min_label_count is None else args.min_label_count,
+        validation_fraction=0.2 if args.validation_fraction is None else args.validation_fraction,
+        seed=args.seed,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    model.save(args.out)
+    (Path(args.out) / "training_report.json").write_text(report.to_json() + "\n")
+    print(report.format())
+    print(f"trained {args.model} on {report.train_photos} photos of {tagged.name} "
+          f"in {seconds:.1f} s")  # fmt: skip
+    print(f"saved to {args.out} (report: training_report.json)")
     return 0
 
 

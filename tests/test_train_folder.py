@@ -1,0 +1,109 @@
+"""`phototag train` on a photo library: keywords as labels, rare ones dropped, a
+stratified validation split, calibrated per-label thresholds and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from PIL import Image, ImageEnhance, ImageOps
+
+from phototag.app.cli import main
+from phototag.data import from_label_sets
+from phototag.library_training import drop_rare_labels, stratified_split
+from phototag.metadata import KeywordFields, _exiv2, read_keywords
+from phototag.models.base import read_model_config
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SUBJECTS = {"astronaut": ("person", "space"), "chelsea": ("cat", "animal"),
+            "coffee": ("cup", "drink"), "rocket": ("rocket", "space")}  # fmt: skip
+
+
+def variants(image: Image.Image) -> list[Image.Image]:
+    w, h = image.size
+    return [
+        image,
+        ImageOps.mirror(image),
+        image.crop((w // 10, h // 10, w, h)),
+        image.crop((0, 0, w - w // 8, h - h // 8)),
+        ImageEnhance.Brightness(image).enhance(1.3),
+        ImageEnhance.Color(image).enhance(0.6),
+    ]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    """24 photos (6 versions of each example), 20 tagged with XMP keywords, 4 untagged."""
+    root = tmp_path_factory.mktemp("library") / "Pictures"
+    root.mkdir()
+    for name, labels in SUBJECTS.items():
+        for i, image in enumerate(variants(Image.open(EXAMPLES / f"{name}.jpg"))):
+            path = root / f"{name}-{i}.jpg"
+            image.convert("RGB").save(path, quality=90)
+            if i == 5:
+                continue  # left untagged: work for `annotate`
+            extra = ("Holiday|Rare",) if (name, i) == ("coffee", 0) else ()
+            fields = KeywordFields(subject=labels + tuple(e.split("|")[-1] for e in extra),
+                                   hierarchical=labels + extra)  # fmt: skip
+            image_ = _exiv2.open_image(path)
+            _exiv2.apply_fields(image_, _exiv2.read_fields(image_), fields)
+    return root
+
+
+def test_stratified_split_holds_out_every_label_and_keeps_one_for_training():
+    rng = np.random.default_rng(0)
+    labels = sp.csr_matrix(rng.random((200, 12)) < np.linspace(0.01, 0.5, 12))
+    train, valid = stratified_split(labels, 0.25, seed=1)
+    assert sorted(np.r_[train, valid].tolist()) == list(range(200))
+    counts = np.asarray(labels.sum(0)).ravel()
+    in_train = np.asarray(labels[train].sum(0)).ravel()
+    in_valid = np.asarray(labels[valid].sum(0)).ravel()
+    assert np.all(in_train[counts > 0] >= 1)
+    assert np.all(in_valid[counts >= 2] >= 1)  # round(0.25 * 2) = 0.5 rounds to 0...
+    assert abs(len(valid) / 200 - 0.25) < 0.06
+    singletons = sp.csr_matrix(np.eye(5, dtype=bool))
+    assert stratified_split(singletons, 0.5)[1].tolist() == []  # never the only example
+
+
+def test_drop_rare_labels_says_why():
+    data = from_label_sets("t", list("abc"), [["sea", "sky"], ["sea"], ["sea", "sand"]])
+    kept, dropped = drop_rare_labels(data, 2)
+    assert kept.vocabulary.names == ("sea",) and kept.label_sets() == [["sea"]] * 3
+    assert [(d.label, d.photos) for d in dropped] == [("sand", 1), ("sky", 1)]
+    assert dropped[0].reason == "too rare: 1 photos < --min-label-count 2"
+
+
+def test_train_on_a_tagged_folder_then_annotate_its_untagged_photos(library, tmp_path, capsys):
+    out = tmp_path / "mymodel"
+    store = tmp_path / "store"
+    code = main(["train", "--dataset", f"folder:{library}", "--model", "tagprop", "--out",
+                 str(out), "--param", "features=efficientnet_lite0", "--param", "k=5",
+                 "--store", str(store), "--workers", "0", "--min-label-count", "3",
+                 "--validation-fraction", "0.25"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "photos: 16 to train, 4 to validate" in printed
+    assert "dropped 1 labels:\n  Rare: too rare: 1 photos < --min-label-count 3" in printed
+    assert "label   train  valid  threshold  precision  recall" in printed
+    report = json.loads((out / "training_report.json").read_text())
+    rows = {r["label"]: r for r in report["labels"]}
+    assert sorted(rows) == ["animal", "cat", "cup", "drink", "person", "rocket", "space"]
+    assert rows["space"]["train_photos"] + rows["space"]["valid_photos"] == 10
+    assert all(r["valid_photos"] >= 1 for r in rows.values())
+    assert rows["cat"]["recall"] == 1.0  # near-duplicates of the training photos
+    config = read_model_config(out)
+    assert config["decoder"]["name"] == "label_thresholds"
+    assert len(config["decoder"]["thresholds"]) == len(config["vocabulary"]) == 7
+    # the untagged photos are the work: the learned vocabulary goes back into their XMP
+    untagged = [str(library / f"{name}-5.jpg") for name in SUBJECTS]
+    code = main(["annotate", *untagged, "--model", str(out), "--store", str(store),
+                 "--workers", "0", "--write", "xmp", "--dry-run"])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    (line,) = [x for x in captured.out.splitlines() if x.startswith(untagged[1])]
+    assert sorted(t.split(" (")[0] for t in line.split(": ")[1].split(", ")) == ["animal", "cat"]
+    assert f"would change {untagged[1]}.xmp: +" in captured.err
+    assert read_keywords(untagged[1]).keywords == ()  # dry run
