@@ -125,13 +125,17 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
         "reuse them. Resumable: a killed run continues where it stopped.",
         epilog=EPILOG,
     )
-    parser.add_argument("--dataset", required=True, metavar="NAME:PATH")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photos or folders")
+    parser.add_argument("--dataset", metavar="NAME:PATH", help="a dataset's photos instead")
     parser.add_argument(
         "--encoder",
         default="efficientnet_lite2",
         help="image encoder (default: efficientnet_lite2; `phototag encoders` lists them)",
     )
     _add_store_options(parser)
+    from phototag.app.batch import add_batch_options
+
+    add_batch_options(parser)
     parser.set_defaults(run=_run_features)
 
 
@@ -195,11 +199,34 @@ def _attach_features(dataset: Any, encoders: Sequence[str], args: argparse.Names
 
 
 def _run_features(args: argparse.Namespace) -> int:
+    from phototag.app.batch import extract_resumable, open_journal
+
+    if (args.dataset is None) == (not args.paths):
+        from phototag.errors import InvalidInputError
+
+        raise InvalidInputError("features", "photos/folders or --dataset NAME:PATH (one of them)",
+                                "both" if args.paths else "neither")  # fmt: skip
+    inputs = [args.dataset] if args.dataset is not None else [str(p) for p in args.paths]
+    with open_journal("features", args, inputs) as journal:
+        summary = extract_resumable(_photo_paths(args), journal, args)
+    summary.print(journal)
+    return 0 if summary.done else 1
+
+
+def _photo_paths(args: argparse.Namespace) -> list[str]:
+    """The image files a `features` run works on: a dataset's, or those under PATHs."""
+    from phototag.errors import InvalidInputError
+    from phototag.imaging import iter_image_files
+
+    if args.dataset is None:
+        return [str(p) for p in iter_image_files(args.paths)]
     from phototag.data.readers import read_dataset
 
     dataset = read_dataset(args.dataset)
-    dataset = _attach_features(dataset, [args.encoder], args)
-    return 0 if dataset.n_items else 1
+    if dataset.image_paths is None:
+        raise InvalidInputError("--dataset", "a dataset with images", f"{dataset.name} (labels "
+                                "only)", "Give the reader the image folder: NAME:PATH?images=DIR.")
+    return [str(p) for p in dataset.image_paths]
 
 
 def _add_annotate(commands: argparse._SubParsersAction) -> None:
@@ -230,6 +257,9 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     _add_store_options(parser)
+    from phototag.app.batch import add_batch_options
+
+    add_batch_options(parser, report=True)
     _add_write_options(parser)
     parser.set_defaults(run=_run_annotate)
 
@@ -238,6 +268,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
     import csv
 
     from phototag.annotation import UserVocabulary, annotate_files
+    from phototag.app.batch import BatchSummary, open_journal, record_annotation, resume_annotations
     from phototag.decoding import Threshold, TopK
     from phototag.imaging import iter_image_files
     from phototag.models.open_vocabulary import read_word_list
@@ -262,33 +293,62 @@ def _run_annotate(args: argparse.Namespace) -> int:
     keyword_writer = _keyword_writer(args, model)
     if writer:
         writer.writerow(["path", "label", "score"])
-    failed = len(missing)
-    for result in annotate_files(
-        paths, model, decoder, store_root=args.store, runtime=args.runtime,
-        batch_size=args.batch_size, workers=args.workers, progress=sys.stderr.isatty(),
-    ):
-        if result.error is not None:
-            failed += 1
-            print(f"skipped: {result.error}", file=sys.stderr)
-        elif writer:
-            writer.writerows((result.path, label, f"{score:.4f}") for label, score in result.tags)
-        elif args.format == "json":
-            tags = [{"label": label, "score": round(score, 6)} for label, score in result.tags]
-            print(json.dumps({"path": result.path, "tags": tags}, ensure_ascii=False))
-        else:
-            keywords = ", ".join(f"{label} ({score:.2f})" for label, score in result.tags)
-            print(f"{result.path}: {keywords or '-'}")
-        sys.stdout.flush()
-        if keyword_writer is not None and result.error is None:
-            keyword_writer.write(result.path, result.tags)
-    if failed:
-        print(f"{failed} of {len(paths) + len(missing)} photos could not be annotated",
+    summary = BatchSummary("annotate")
+    for path in missing:
+        summary.add(str(path), f"{path}: no such file or folder")
+
+    def annotate(todo: list[str]) -> Any:
+        return annotate_files(
+            todo, model, decoder, store_root=args.store, runtime=args.runtime,
+            batch_size=args.batch_size, workers=args.workers, chunk_size=args.chunk_size,
+            progress=False,
+        )  # fmt: skip
+
+    with open_journal("annotate", args, [str(p) for p in args.paths]) as journal, \
+            _maybe_report(args.report, "phototag annotate") as report:  # fmt: skip
+        for path in missing if report is not None else ():
+            report.add(path, error=f"{path}: no such file or folder")
+        for result, replayed in resume_annotations(paths, journal, annotate):
+            if result.error is not None:
+                print(f"skipped: {result.error}", file=sys.stderr)
+            elif writer:
+                rows = [(result.path, label, f"{score:.4f}") for label, score in result.tags]
+                writer.writerows(rows)
+            elif args.format == "json":
+                tags = [{"label": label, "score": round(score, 6)} for label, score in result.tags]
+                print(json.dumps({"path": result.path, "tags": tags}, ensure_ascii=False))
+            else:
+                keywords = ", ".join(f"{label} ({score:.2f})" for label, score in result.tags)
+                print(f"{result.path}: {keywords or '-'}")
+            sys.stdout.flush()
+            done = True  # journaled once output and keyword write are done; never twice
+            if keyword_writer is not None and result.error is None and not replayed:
+                done = keyword_writer.write(result.path, result.tags) is not None
+            if done and not replayed:
+                record_annotation(journal, result)
+            summary.add(result.path, result.error, replayed=replayed, empty=not result.tags)
+            if report is not None:
+                report.add(result.path, result.tags, result.error)
+        if report is not None:
+            report.summary = summary.lines()
+    summary.print(journal)
+    if summary.n_skipped:
+        print(f"{summary.n_skipped} of {summary.files} photos could not be annotated",
               file=sys.stderr)
     if keyword_writer is not None:
         print(keyword_writer.summary(), file=sys.stderr)
         if keyword_writer.failed:
             return 1
-    return 1 if failed else 0
+    return 1 if summary.n_skipped else 0
+
+
+def _maybe_report(path: Path | None, title: str) -> Any:
+    """An `HtmlReport` writing to `path`, or a no-op context giving ``None``."""
+    import contextlib
+
+    from phototag.report import HtmlReport
+
+    return HtmlReport(path, title=title) if path is not None else contextlib.nullcontext()
 
 
 def _add_write_options(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,225 @@
+"""Run journals: which files a batch run has finished, so a killed run resumes.
+
+A journal is a small SQLite database (WAL mode) with one row per finished file: its
+absolute path, its size and modification time (nanoseconds) when it was processed, and
+its result (any JSON value) or the error that stopped it. Every record is its own
+committed transaction, so a process killed at any moment (``SIGKILL`` included) leaves
+every file recorded before the kill in the journal; a power cut may lose the last few
+records, never the journal's consistency. A file whose size or modification time
+changed since it was recorded counts as not done.
+
+The journal also stores the *run key*: the JSON object of everything that decides the
+results (inputs, model, decoder, options). Opening a journal with another key is
+refused, so the results of one run are never replayed as another's. One process at a
+time may hold a journal open.
+
+>>> with Journal("run.sqlite", {"model": "default"}) as journal:  # doctest: +SKIP
+...     done = journal.completed(paths)          # path -> JournalEntry, unchanged files
+...     for path in paths:
+...         if path not in done:
+...             journal.record(path, result={"tags": [["sky", 0.9]]})
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from phototag.cache import cache_dir
+from phototag.errors import InvalidInputError
+
+__all__ = ["Journal", "JournalEntry", "JournalInUseError", "default_journal_path"]
+
+_SCHEMA = 1
+
+
+def canonical_json(value: Any) -> str:
+    """`value` as JSON with sorted keys and no spaces: equal values, equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def default_journal_path(command: str, run_key: Mapping[str, Any]) -> Path:
+    """``<cache>/journals/<command>-<hash of the run key>.sqlite``: one journal per run."""
+    digest = hashlib.sha256(canonical_json([command, run_key]).encode()).hexdigest()[:24]
+    return cache_dir() / "journals" / f"{command}-{digest}.sqlite"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """A finished file: its result (a JSON value) or the error that stopped it."""
+
+    path: str
+    result: Any = None
+    error: str | None = None
+
+
+class JournalInUseError(InvalidInputError):
+    """Another process holds the journal (the same run is already going)."""
+
+
+class Journal:
+    """The finished files of one batch run, kept on disk as the run goes.
+
+    `run_key` identifies the run; an existing journal with another key raises
+    `InvalidInputError` unless ``restart=True``, which empties it first.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], run_key: Mapping[str, Any], *, restart: bool = False
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.run_key = dict(run_key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock()
+        try:
+            self._db = sqlite3.connect(self.path)
+        except sqlite3.Error as error:
+            self._lock.close()
+            raise self._unusable(error) from error
+        try:
+            self._prepare(restart)
+        except (sqlite3.Error, InvalidInputError) as error:
+            self.close()
+            if isinstance(error, InvalidInputError):
+                raise
+            raise self._unusable(error) from error
+
+    # ------------------------------------------------------------------ opening
+    def _take_lock(self) -> IO[bytes]:
+        lock = open(self.path.with_name(self.path.name + ".lock"), "ab")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise JournalInUseError(
+                f"journal {self.path}",
+                "a journal no other process is using",
+                "one held by another phototag process",
+                "Wait for that run to finish, or name another file with --journal.",
+            ) from None
+        return lock
+
+    def _unusable(self, error: Exception) -> InvalidInputError:
+        return InvalidInputError(
+            f"journal {self.path}",
+            "a phototag journal (SQLite database)",
+            f"a file SQLite cannot use ({error})",
+            "Name another file with --journal, or delete this one.",
+        )
+
+    def _prepare(self, restart: bool) -> None:
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, result TEXT, error TEXT)"
+        )
+        meta = dict(db.execute("SELECT key, value FROM meta"))
+        wanted = {"schema": str(_SCHEMA), "run": canonical_json(self.run_key)}
+        if restart or not meta:
+            db.execute("DELETE FROM files")
+            db.execute("DELETE FROM meta")
+            db.executemany("INSERT INTO meta VALUES (?, ?)", wanted.items())
+        elif meta != wanted:
+            raise InvalidInputError(
+                f"journal {self.path}",
+                "the journal of this run",
+                f"the journal of another run (it differs in: {self._differences(meta)})",
+                "Start it over with --restart, or name another file with --journal.",
+            )
+        db.commit()
+
+    def _differences(self, meta: Mapping[str, str]) -> str:
+        if meta.get("schema") != str(_SCHEMA):
+            return "journal format"
+        try:
+            theirs = json.loads(meta.get("run", "{}"))
+        except json.JSONDecodeError:
+            return "run key"
+        keys = sorted(set(theirs) | set(self.run_key))
+        mine = self.run_key
+        changed = [k for k in keys if canonical_json(theirs.get(k)) != canonical_json(mine.get(k))]
+        return ", ".join(changed) or "run key"
+
+    # ------------------------------------------------------------------ reading
+    def completed(self, paths: Iterable[str | os.PathLike[str]]) -> dict[str, JournalEntry]:
+        """The journal's entries for `paths` whose files are unchanged since recorded.
+
+        Keys are the paths as given (as ``str``). Files that changed, vanished or were
+        never recorded are absent: they still have to be done.
+        """
+        rows = {
+            path: (size, mtime, result, error)
+            for path, size, mtime, result, error in self._db.execute(
+                "SELECT path, size, mtime_ns, result, error FROM files"
+            )
+        }
+        done: dict[str, JournalEntry] = {}
+        for path in map(os.fspath, paths):
+            key = os.path.abspath(path)
+            stamp = self._stamp(key)
+            row = rows.get(key)
+            if row is None or stamp[0] < 0 or (row[0], row[1]) != stamp:
+                continue
+            result = json.loads(row[2]) if row[2] is not None else None
+            done[path] = JournalEntry(path, result, row[3])
+        return done
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+
+    def n_errors(self) -> int:
+        """How many recorded files ended in an error."""
+        return self._db.execute("SELECT COUNT(*) FROM files WHERE error IS NOT NULL").fetchone()[0]
+
+    # ------------------------------------------------------------------ writing
+    def record(
+        self, path: str | os.PathLike[str], result: Any = None, error: str | None = None
+    ) -> None:
+        """Mark `path` done with its `result` (a JSON value) or `error`, committed at once.
+
+        Call it after *everything* the run does to the file has succeeded (a keyword
+        write included), so a resumed run never does any of it twice. The file's size
+        and modification time are taken now, so a file the run itself rewrote (keywords
+        embedded) counts as done, and one changed later as not done.
+        """
+        key = os.path.abspath(os.fspath(path))
+        size, mtime = self._stamp(key)
+        self._db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+            (key, size, mtime, None if result is None else canonical_json(result), error),
+        )
+        self._db.commit()
+
+    @staticmethod
+    def _stamp(path: str) -> tuple[int, int]:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return (-1, -1)
+        return (info.st_size, info.st_mtime_ns)
+
+    # ------------------------------------------------------------------ closing
+    def close(self) -> None:
+        """Close the database (checkpointing its WAL) and release the lock."""
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+            self._db = None  # type: ignore[assignment]
+        if not self._lock.closed:
+            self._lock.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
