@@ -151,7 +151,7 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
     result = {
-        "command": "bench/bench_serve.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["bench/bench_serve.py", *sys.argv[1:]]),
         "clients": args.clients,
         "uploads_per_client": args.uploads,
         "model": args.model,
