@@ -6,6 +6,10 @@ One streamed Ray Data pipeline::
           -> map_batches(_Annotate)   actors: encoder + model, loaded once per actor
           -> driver                   records put back in input order -> FileAnnotation
 
+With one CPU per actor (the default) both steps ask for the same resources, so Ray Data
+fuses them into the actors (decoded pixels never cross the network; each actor decodes a
+batch, then encodes and scores it), and scales the actor pool with the cluster's CPUs.
+
 It gives the same records as the local engine (`phototag.annotation.annotate_files`):
 the same photo-to-input path (`phototag.features.extract.load_model_input`), the same
 forward pass and decoding, the same error text for unreadable photos, and the input
