@@ -103,15 +103,18 @@ def test_merge_refuses_missing_database_and_labels_only_data(tmp_path, photos):
 
 def test_train_learns_from_feedback(tmp_path, photos, capsys):
     folder, outside = photos
-    (folder / "labels.csv").write_text("path,labels,split\na.jpg,cup,train\nb.jpg,cup,train\n"
-                                       "c.jpg,sky,train\n")  # fmt: skip
+    from_label_sets(
+        "lib", ["a.jpg", "b.jpg", "c.jpg"], [["cup"], ["cup"], ["sky"]],
+        image_paths=[str(folder / n) for n in ("a.jpg", "b.jpg", "c.jpg")],
+        splits={"train": np.arange(3)},
+    ).save(tmp_path / "lib")  # fmt: skip
     store = FeedbackStore(tmp_path / "feedback.sqlite")
     b = store.add_photo(folder / "b.jpg", "b.jpg", "folder").id
     up = store.add_photo(outside / "up.jpg", "up.jpg", "upload").id
     store.decide(b, "cup", "rejected", 0.9, "m")
     store.decide(b, "saucer", "accepted", 0.3, "m")
     store.decide(up, "cat", "accepted", 0.8, "m")
-    base = ["train", "--dataset", f"folder:{folder}", "--model", "prior"]
+    base = ["train", "--dataset", f"annotations:{tmp_path / 'lib'}", "--model", "prior"]
     assert main([*base, "--out", str(tmp_path / "plain")]) == 0
     assert main([*base, "--out", str(tmp_path / "fed"), "--feedback", str(store.path)]) == 0
     err = capsys.readouterr().err
