@@ -1,0 +1,176 @@
+"""CNN-R on Corel-5k (260 words, top-5), next to the CCA-KNN paper's CNN-R row.
+
+Usage::
+
+    .venv/bin/python bench/bench_cnnr.py                       # full run, writes the JSON
+    .venv/bin/python bench/bench_cnnr.py --limit 300 --grid quick --out /tmp/cnnr.json
+    # on a GPU machine: --device cuda
+
+Protocol: the frozen trunk of EfficientNet-Lite2 (everything before ``stage7``) runs once
+on every training photo and its mirror image and on every test photo. 10% of the
+training split (seeded) is held out as a validation split; every point of the grid
+(epochs x projection lr x block lr x embedding) is trained on the other 90% and scored on
+it (top-5, C-F1, ties by N+). The best point is refitted on the whole training split and
+evaluated once on the test split. Metrics: `phototag.metrics.annotation_report` (per-word
+means C-P / C-R / C-F1 over the test split's words, N+, mAP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "corel5k"
+DEFAULT_OUT = ROOT / "bench" / "results" / "cnnr_corel5k.json"
+PUBLISHED = {"model": "CNN-R (Caffe-Net, W2V)", "C-P": 0.32, "C-R": 0.413, "C-F1": 0.372,
+             "N+": 166, "source": "Murthy, Maji & Manmatha, ICMR 2015, Table 1"}  # fmt: skip
+REPORTED = ("C-P", "C-R", "C-F1", "N+", "O-F1", "mAP_label", "mAP_image")
+GRIDS: dict[str, dict[str, list[Any]]] = {
+    "quick": {"epochs": [3], "lr": [1e-3], "block_lr": [1e-4], "embedding": ["glove50"]},
+    "full": {
+        "epochs": [5, 10, 20],
+        "lr": [1e-4, 3e-4, 1e-3],
+        "block_lr": [0.0, 3e-5, 1e-4],
+        "embedding": ["glove50", "glove300"],
+    },
+}
+
+
+def embedding_spec(name: str, data: Path, glove50_file: str | None = None) -> str:
+    """``glove300``: the 300-d GloVe vectors shipped with the Corel-5k split files;
+    ``glove50`` from `glove50_file` (a GloVe text file) when given."""
+    if name == "glove50" and glove50_file:
+        return f"file:{glove50_file}"
+    if name == "glove300":
+        split = data / "split260"
+        return f"npy:{split / 'vocabulary_glove300.npy'}?words={split / 'corel5k_vocabulary.txt'}"
+    return name
+
+
+def top5_report(model: Any, data: Any, maps: Any) -> dict[str, float | int]:
+    from phototag.decoding import TopK
+    from phototag.metrics import annotation_report
+
+    scores = model.scores_from_maps(maps)
+    report = annotation_report(data.labels[maps.kept], TopK(5).decode(scores), scores)
+    return {key: report[key] for key in REPORTED}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--encoder", default="efficientnet_lite2")
+    parser.add_argument("--encoder-weights", default=None, help="weights file (default: package)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--grid", default="full", choices=sorted(GRIDS))
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=V1,V2",
+                        help="replace one grid entry, e.g. --param epochs=5,10")
+    parser.add_argument("--limit", type=int, default=0, help="first N train/test photos (debug)")
+    parser.add_argument("--valid-fraction", type=float, default=0.1)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--glove50-file", default=None,
+                        help="GloVe text file for glove50 (machines without its package)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+
+    from phototag.data.readers import read_dataset
+    from phototag.models.regression import CNNRegressor
+
+    warnings.simplefilter("ignore", UserWarning)  # OOV notes of the embeddings
+    dataset = read_dataset(f"corel5k:{args.data}")
+    train, test = dataset.split("train"), dataset.split("test")
+    if args.limit:
+        train, test = train.subset(np.arange(min(args.limit, train.n_items))), test.subset(
+            np.arange(min(args.limit, test.n_items))
+        )
+    common = dict(encoder=args.encoder, encoder_weights=args.encoder_weights,
+                  device=args.device, workers=args.workers, seed=args.seed)  # fmt: skip
+    probe = CNNRegressor(**common)
+    start = time.perf_counter()
+    train_maps = probe.trunk_maps(train, flip=True)
+    test_maps = probe.trunk_maps(test, flip=False)
+    trunk_s = time.perf_counter() - start
+    n_images = len(train_maps.kept) + len(test_maps.kept)
+    print(f"trunk maps of {n_images} photos (+flips) in {trunk_s:.0f} s", file=sys.stderr)
+
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(train_maps.kept))
+    n_valid = round(args.valid_fraction * len(order))
+    fit_data, fit_maps = train_maps.take(train, np.sort(order[n_valid:]))
+    valid_data, valid_maps = train_maps.take(train, np.sort(order[:n_valid]))
+    valid_maps.maps = valid_maps.maps[:, :1]  # validation photos as they are, no flips
+
+    grid = dict(GRIDS[args.grid])
+    for entry in args.param:
+        key, _, values = entry.partition("=")
+        grid[key] = [json.loads(v) if v[:1].isdigit() else v for v in values.split(",")]
+    trials = []
+    for values in itertools.product(*grid.values()):
+        params = dict(zip(grid, values, strict=True))
+        spec = embedding_spec(params["embedding"], args.data, args.glove50_file)
+        config = {**params, "embedding": spec}
+        model = CNNRegressor(**common, **config)
+        start = time.perf_counter()
+        model.fit_maps(fit_data, fit_maps)
+        seconds = time.perf_counter() - start
+        metrics = top5_report(model, valid_data, valid_maps)
+        trials.append({"params": params, "valid": metrics, "fit_s": seconds,
+                       "final_train_loss": model.history_[-1]["train_loss"]})  # fmt: skip
+        print(f"{params}: valid C-F1 {metrics['C-F1']:.4f} N+ {metrics['N+']} "
+              f"({seconds:.0f} s)", file=sys.stderr)  # fmt: skip
+    best = max(trials, key=lambda t: (t["valid"]["C-F1"], t["valid"]["N+"]))
+    params = best["params"]
+
+    spec = embedding_spec(params["embedding"], args.data, args.glove50_file)
+    model = CNNRegressor(**common, **{**params, "embedding": spec})
+    start = time.perf_counter()
+    model.fit_maps(train, train_maps)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    test_metrics = top5_report(model, test, test_maps)
+    predict_s = time.perf_counter() - start
+    print(f"test ({params}): " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                            for k, v in test_metrics.items()))  # fmt: skip
+    result = {
+        "benchmark": "corel5k top-5 (260 words)",
+        "model": "cnn_r",
+        "encoder": args.encoder,
+        "encoder_id": model.encoder_id_,
+        "chosen": params,
+        "selection": f"{len(trials)} grid points, {args.valid_fraction:.0%} of the training "
+        "split held out (seeded), best validation C-F1 (ties: N+); refit on all training photos",
+        "test": test_metrics,
+        "published": PUBLISHED,
+        "n_train": int(len(train_maps.kept)),
+        "n_test": int(len(test_maps.kept)),
+        "history": model.history_,
+        "seconds": {"trunk_maps": trunk_s, "final_fit": fit_s, "test_predict": predict_s},
+        "grid": trials,
+        "command": "python bench/bench_cnnr.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {"platform": platform.platform(), "torch": torch.__version__,
+                    "device": str(model._torch_device()),
+                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                    "threads": torch.get_num_threads()},  # fmt: skip
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.out.with_suffix(".tmp")
+    temporary.write_text(json.dumps(result, indent=2))
+    temporary.replace(args.out)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""CNN-R (`cnn_r`): fine-tuned EfficientNet-Lite0 block + projection into GloVe space."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from phototag.app.cli import main
+from phototag.data import from_label_sets
+from phototag.errors import InvalidInputError
+from phototag.models import Annotator, create_annotator
+from phototag.models.regression import CNNRegressor
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FAST = dict(encoder="efficientnet_lite0", runtime="torch", workers=0, batch_size=4, seed=0)
+# examples/ (astronaut, chelsea, coffee, rocket) and four Corel-5k training photos
+EXAMPLE_LABELS = [["person", "sky"], ["cat"], ["coffee", "cup"], ["rocket", "sky"]]
+
+
+@pytest.fixture(scope="module")
+def photos(shared_data):
+    from phototag.data.readers import read_dataset
+
+    corel = read_dataset(f"corel5k:{shared_data / 'corel5k'}").split("train")
+    rows = [0, 1, 2, 3]
+    paths = sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
+    paths += [corel.image_paths[i] for i in rows]
+    sets = EXAMPLE_LABELS + [corel.label_sets()[i] for i in rows]
+    data = from_label_sets("photos", [Path(p).stem for p in paths], sets)
+    data.image_paths = paths
+    return data
+
+
+@pytest.fixture(scope="module")
+def fitted(photos):
+    return CNNRegressor(**FAST, epochs=4, lr=3e-3, block_lr=3e-4).fit(photos)
+
+
+@pytest.fixture(scope="module")
+def maps(fitted, photos):
+    return fitted.trunk_maps(photos, flip=True)
+
+
+def test_fit_and_scores_shapes(fitted, photos):
+    scores = fitted.scores(photos)
+    assert scores.shape == (photos.n_items, photos.n_labels) and scores.dtype == np.float32
+    assert np.all(np.abs(scores) <= 1 + 1e-5)  # cosine similarities
+    assert fitted.label_vectors_.shape == (photos.n_labels, 50)  # glove50, all words found
+    assert fitted.required_features() == ("efficientnet_lite0",)
+    tags = fitted.annotate(photos)
+    assert all(len(t) == 5 for t in tags)
+
+
+def test_training_loss_decreases(fitted):
+    losses = [h["train_loss"] for h in fitted.history_]
+    assert len(losses) == 4 and losses[-1] < 0.7 * losses[0]
+
+
+def test_trunk_maps_hold_both_views(maps, photos):
+    # EfficientNet-Lite0 stage6: 192 channels at stride 32 of 224 px; view 1 is the mirror
+    assert maps.maps.shape == (photos.n_items, 2, 192, 7, 7) and maps.maps.dtype == np.float16
+    assert np.array_equal(maps.kept, np.arange(photos.n_items))
+    assert not np.allclose(maps.maps[:, 0], maps.maps[:, 1])
+
+
+def test_save_load_round_trip(fitted, photos, tmp_path):
+    directory = fitted.save(tmp_path / "model")
+    weights = load_file(str(directory / "weights.safetensors"))
+    assert set(weights) == {"block_state_", "projection_weight_", "projection_bias_",
+                            "label_vectors_"}  # fmt: skip
+    # only the fine-tuned block is saved: stage7 (one MBConv 192 -> 1152 -> 320, kernel 3)
+    # and head (320 -> 1280), conv weights + 4 numbers per BatchNorm channel
+    convs = 192 * 1152 + 1152 * 9 + 1152 * 320 + 320 * 1280
+    assert weights["block_state_"].size == convs + 4 * (1152 + 1152 + 320 + 1280)
+    config = json.loads((directory / "config.json").read_text())
+    assert config["model"] == "cnn_r" and config["config"]["encoder"] == "efficientnet_lite0"
+    assert config["state"]["encoder_id_"].startswith("efficientnet_lite0@")
+    loaded = Annotator.load(directory)
+    assert isinstance(loaded, CNNRegressor)
+    np.testing.assert_array_equal(loaded.scores(photos), fitted.scores(photos))
+
+
+def test_scores_are_cosines_to_label_embeddings(fitted, photos, maps):
+    from phototag.features.embeddings import create_embedding
+
+    view0 = maps.take(photos, np.arange(photos.n_items))[1]
+    predicted = fitted.predict_embeddings(view0)
+    glove, _ = create_embedding("glove50").embed_vocabulary(photos.vocabulary.names)
+    unit = glove / np.linalg.norm(glove, axis=1, keepdims=True)
+    expected = predicted @ unit.T / np.linalg.norm(predicted, axis=1, keepdims=True)
+    np.testing.assert_allclose(fitted.scores_from_maps(view0), expected, atol=1e-5)
+    # A prediction equal to the embedding of "cat" ranks "cat" first, then by GloVe cosine.
+    cat = photos.vocabulary.index("cat")
+    model = CNNRegressor(**FAST).fit_maps(photos, maps)
+    model.projection_weight_ = np.zeros_like(model.projection_weight_)
+    model.projection_bias_ = model.label_vectors_[cat].copy()
+    model._network = None  # rebuild from the edited arrays
+    scores = model.scores_from_maps(view0)
+    np.testing.assert_allclose(scores[:, cat], 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores[0], unit @ unit[cat], atol=1e-5)
+
+
+def test_targets_are_mean_label_vectors(photos, maps):
+    model = CNNRegressor(**FAST, epochs=1, embedding="id").fit_maps(photos, maps)
+    targets, labelled = model._targets(photos, np.arange(photos.n_items))
+    multi_hot = photos.labels.toarray().astype(np.float32)
+    np.testing.assert_allclose(targets, multi_hot / multi_hot.sum(axis=1, keepdims=True))
+    assert labelled.all()
+
+
+def test_validation_split_and_early_stopping(photos, maps):
+    model = CNNRegressor(**FAST, epochs=6, lr=0.5, validation_fraction=0.25, patience=1)
+    model.fit_maps(photos, maps)
+    assert all("valid_loss" in h for h in model.history_)
+    assert len(model.history_) < 6  # a huge learning rate overshoots: stopped early
+
+
+def test_out_of_vocabulary_labels(photos, maps):
+    data = from_label_sets("oov", photos.item_ids, [s + ["zzqxv"] for s in photos.label_sets()])
+    data.image_paths = photos.image_paths
+    with pytest.warns(UserWarning, match="zzqxv"):
+        model = CNNRegressor(**FAST, epochs=1).fit_maps(data, maps)
+    row = model.label_vectors_[data.vocabulary.index("zzqxv")]
+    assert model.oov_labels_ == ["zzqxv"] and row.shape == (51,)
+    assert row[-1] == 1 and not row[:-1].any()
+    with pytest.raises(InvalidInputError, match="zzqxv"):
+        CNNRegressor(**FAST, oov="error").fit_maps(data, maps)
+
+
+def test_clear_errors(photos, fitted, tmp_path):
+    no_paths = from_label_sets("nopaths", ["a"], [["sky"]])
+    with pytest.raises(InvalidInputError, match="image paths"):
+        CNNRegressor(**FAST).fit(no_paths)
+    with pytest.raises(InvalidInputError, match="image paths"):
+        fitted.scores(no_paths)
+    for bad in ({"epochs": 0}, {"oov": "skip"}, {"lr": 0}, {"device": "tpu"}, {"flip": 1}):
+        with pytest.raises(InvalidInputError):
+            create_annotator("cnn_r", **bad)
+    with pytest.raises(InvalidInputError, match="EfficientNet-Lite or ResNet"):
+        from phototag.models.regression import split_backbone
+
+        split_backbone(object())  # type: ignore[arg-type]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    data = from_label_sets("b", ["ok", "broken"], [["sky"], ["sky"]])
+    data.image_paths = [photos.image_paths[0], str(broken)]
+    with pytest.raises(InvalidInputError, match="broken.jpg"):
+        fitted.scores(data)
+
+
+def test_annotate_command_with_a_saved_model(fitted, tmp_path, capsys):
+    model_dir = fitted.save(tmp_path / "model")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    code = main(["annotate", str(EXAMPLES / "chelsea.jpg"), str(broken), "--model",
+                 str(model_dir), "--format", "json", "--top-k", "3", "--runtime", "torch",
+                 "--store", str(tmp_path / "store"), "--workers", "0"])  # fmt: skip
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and "broken.jpg" in err  # the unreadable photo is reported and skipped
+    assert [Path(r["path"]).name for r in records] == ["chelsea.jpg"]
+    assert records[0]["tags"][0]["label"] == "cat"  # trained on this photo as "cat"
