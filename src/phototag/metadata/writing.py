@@ -160,8 +160,14 @@ def _commit(photo: Path, target: Path, new: KeywordFields, *, embed: bool) -> bo
     before = os.stat(target) if exists else None
     if embed:
         _check_writable(target)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                    suffix=".phototag-tmp")  # fmt: skip
+    try:
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                        suffix=".phototag-tmp")  # fmt: skip
+    except OSError as error:
+        raise MetadataError(target, f"keywords not written: cannot create a temporary file "
+                            f"next to it ({error.strerror})",
+                            "Check that its folder is writable. The file is unchanged.",
+                            ) from None  # fmt: skip
     os.close(handle)
     temporary = Path(name)
     try:
