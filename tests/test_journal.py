@@ -61,6 +61,49 @@ def test_changed_or_vanished_file_is_done_again(tmp_path):
         assert journal.completed([a, b]) == {}
 
 
+def test_changed_companion_file_undoes_the_entry(tmp_path):
+    (a,) = touch_files(tmp_path / "p", ["a.jpg"])
+    sidecar = Path(a + ".xmp")
+
+    def companions(path):
+        return [path + ".xmp"]
+
+    with Journal(tmp_path / "j.sqlite", {}, companions=companions) as journal:
+        journal.record(a, 1)
+        assert list(journal.completed([a])) == [a]
+        sidecar.write_text("<x:xmpmeta/>")  # a sidecar appears: the photo is not done
+        assert journal.completed([a]) == {}
+        journal.record(a, 1)
+        assert list(journal.completed([a])) == [a]
+        sidecar.unlink()  # e.g. `phototag untag` removed it
+        assert journal.completed([a]) == {}
+
+
+def test_resumed_write_run_writes_nothing_twice_but_sees_untag(tmp_path, capsys):
+    from phototag.app.cli import main
+    from phototag.data import from_label_sets
+    from phototag.models import create_annotator
+
+    train = from_label_sets("t", list("ab"), [["sky", "sea"], ["sky"]])
+    model = str(create_annotator("prior").fit(train).save(tmp_path / "model"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("coffee.jpg", "chelsea.jpg"):
+        (photos / name).write_bytes((EXAMPLES / name).read_bytes())
+    argv = ["annotate", str(photos), "--model", model, "--write", "xmp", "--journal",
+            str(tmp_path / "j.sqlite")]  # fmt: skip
+    assert main(argv) == 0
+    assert "keywords: changed 2 files" in capsys.readouterr().err
+    assert main(argv) == 0  # everything replayed: no write at all
+    err = capsys.readouterr().err
+    assert "2 resumed from journal" in err and "keywords: changed 0 files, 0 unchanged" in err
+    assert main(["untag", str(photos / "coffee.jpg")]) == 0
+    assert main(argv) == 0  # the removed sidecar makes coffee.jpg work again
+    err = capsys.readouterr().err
+    assert "1 resumed from journal" in err and "keywords: changed 1 files" in err
+    assert (photos / "coffee.jpg.xmp").is_file()
+
+
 def test_relative_paths_are_keyed_absolutely(tmp_path, monkeypatch):
     (a,) = touch_files(tmp_path / "p", ["a.jpg"])
     with Journal(tmp_path / "j.sqlite", {}) as journal:

@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -69,13 +69,21 @@ class Journal:
 
     `run_key` identifies the run; an existing journal with another key raises
     `InvalidInputError` unless ``restart=True``, which empties it first.
+    `companions` names files that belong to a photo (its XMP sidecars, for a run that
+    writes them): a change to them, like a change to the photo, makes it not done.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], run_key: Mapping[str, Any], *, restart: bool = False
+        self,
+        path: str | os.PathLike[str],
+        run_key: Mapping[str, Any],
+        *,
+        restart: bool = False,
+        companions: Callable[[str], Sequence[str | os.PathLike[str]]] | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
         self.run_key = dict(run_key)
+        self.companions = companions
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = self._take_lock()
         try:
@@ -121,7 +129,7 @@ class Journal:
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         db.execute(
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-            "mtime_ns INTEGER NOT NULL, result TEXT, error TEXT)"
+            "mtime_ns INTEGER NOT NULL, companions TEXT, result TEXT, error TEXT)"
         )
         meta = dict(db.execute("SELECT key, value FROM meta"))
         wanted = {"schema": str(_SCHEMA), "run": canonical_json(self.run_key)}
@@ -158,9 +166,9 @@ class Journal:
         never recorded are absent: they still have to be done.
         """
         rows = {
-            path: (size, mtime, result, error)
-            for path, size, mtime, result, error in self._db.execute(
-                "SELECT path, size, mtime_ns, result, error FROM files"
+            path: ((size, mtime, companions), result, error)
+            for path, size, mtime, companions, result, error in self._db.execute(
+                "SELECT path, size, mtime_ns, companions, result, error FROM files"
             )
         }
         done: dict[str, JournalEntry] = {}
@@ -168,10 +176,10 @@ class Journal:
             key = os.path.abspath(path)
             stamp = self._stamp(key)
             row = rows.get(key)
-            if row is None or stamp[0] < 0 or (row[0], row[1]) != stamp:
+            if row is None or stamp[0] < 0 or row[0] != stamp:
                 continue
-            result = json.loads(row[2]) if row[2] is not None else None
-            done[path] = JournalEntry(path, result, row[3])
+            result = json.loads(row[1]) if row[1] is not None else None
+            done[path] = JournalEntry(path, result, row[2])
         return done
 
     def __len__(self) -> int:
@@ -193,20 +201,20 @@ class Journal:
         embedded) counts as done, and one changed later as not done.
         """
         key = os.path.abspath(os.fspath(path))
-        size, mtime = self._stamp(key)
+        result_json = None if result is None else canonical_json(result)
         self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-            (key, size, mtime, None if result is None else canonical_json(result), error),
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
+            (key, *self._stamp(key), result_json, error),
         )
         self._db.commit()
 
-    @staticmethod
-    def _stamp(path: str) -> tuple[int, int]:
-        try:
-            info = os.stat(path)
-        except OSError:
-            return (-1, -1)
-        return (info.st_size, info.st_mtime_ns)
+    def _stamp(self, path: str) -> tuple[int, int, str | None]:
+        """Size, modification time and the companions' ``[size, mtime]`` (or None) as JSON."""
+        size, mtime = _size_and_mtime(path)
+        if self.companions is None:
+            return size, mtime, None
+        others = [_size_and_mtime(os.fspath(p)) for p in self.companions(path)]
+        return size, mtime, canonical_json([o if o[0] >= 0 else None for o in others])
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
@@ -223,3 +231,11 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _size_and_mtime(path: str) -> tuple[int, int]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (info.st_size, info.st_mtime_ns)

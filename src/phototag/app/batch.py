@@ -90,11 +90,19 @@ def _fingerprint(value: Any) -> Any:
     return {"path": str(path), "files": stamps}
 
 
-def open_journal(command: str, args: argparse.Namespace, inputs: Sequence[str]) -> Journal:
-    """The run's journal: ``--journal FILE`` or the default one for this run key."""
+def open_journal(
+    command: str,
+    args: argparse.Namespace,
+    inputs: Sequence[str],
+    companions: Callable[[str], Sequence[str | os.PathLike[str]]] | None = None,
+) -> Journal:
+    """The run's journal: ``--journal FILE`` or the default one for this run key.
+
+    `companions`: files whose changes also undo a photo's entry (see `Journal`).
+    """
     key = run_key(command, args, inputs)
     path = args.journal if args.journal is not None else default_journal_path(command, key)
-    return Journal(path, key, restart=args.restart)
+    return Journal(path, key, restart=args.restart, companions=companions)
 
 
 def progress_bar(total: int, initial: int, desc: str, unit: str = "photo") -> tqdm:

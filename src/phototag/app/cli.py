@@ -304,7 +304,9 @@ def _run_annotate(args: argparse.Namespace) -> int:
             progress=False,
         )  # fmt: skip
 
-    with open_journal("annotate", args, [str(p) for p in args.paths]) as journal, \
+    # a run that writes sidecars must see them changed (e.g. by `untag`) to write again
+    sidecars = _sidecar_paths if args.write is not None else None
+    with open_journal("annotate", args, [str(p) for p in args.paths], sidecars) as journal, \
             _maybe_report(args.report, "phototag annotate") as report:  # fmt: skip
         for path in missing if report is not None else ():
             report.add(path, error=f"{path}: no such file or folder")
@@ -340,6 +342,12 @@ def _run_annotate(args: argparse.Namespace) -> int:
         if keyword_writer.failed:
             return 1
     return 1 if summary.n_skipped else 0
+
+
+def _sidecar_paths(photo: str) -> Any:
+    from phototag.metadata.reading import sidecar_paths
+
+    return sidecar_paths(photo)
 
 
 def _maybe_report(path: Path | None, title: str) -> Any:
