@@ -137,8 +137,10 @@ def test_one_process_at_a_time(tmp_path):
 def test_not_a_database_is_reported(tmp_path):
     bad = tmp_path / "j.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(InvalidInputError, match="SQLite cannot use"):
+    with pytest.raises(InvalidInputError, match="cannot be used"):
         Journal(bad, {})
+    with pytest.raises(InvalidInputError, match="cannot be used"):
+        Journal(bad / "inside a file.sqlite", {})
 
 
 def test_default_path_is_per_run_in_the_cache(tmp_path, monkeypatch):

@@ -84,8 +84,11 @@ class Journal:
         self.path = Path(path).expanduser()
         self.run_key = dict(run_key)
         self.companions = companions
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = self._take_lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = self._take_lock()
+        except OSError as error:
+            raise self._unusable(error) from error
         try:
             self._db = sqlite3.connect(self.path)
         except sqlite3.Error as error:
@@ -117,8 +120,8 @@ class Journal:
     def _unusable(self, error: Exception) -> InvalidInputError:
         return InvalidInputError(
             f"journal {self.path}",
-            "a phototag journal (SQLite database)",
-            f"a file SQLite cannot use ({error})",
+            "a phototag journal (SQLite database) in a writable folder",
+            f"a file that cannot be used ({error})",
             "Name another file with --journal, or delete this one.",
         )
 
