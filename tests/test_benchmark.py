@@ -1,6 +1,6 @@
 import numpy as np
 
-from phototag.benchmark import PUBLISHED_COREL5K, markdown_table, run_benchmark
+from phototag.benchmark import PUBLISHED_COREL5K, ModelSpec, markdown_table, run_benchmark
 from phototag.data import Vocabulary, from_label_sets
 
 
@@ -16,3 +16,22 @@ def test_run_benchmark_and_table():
     table = markdown_table(rows, "toy")
     assert "**prior** (ours) | toy | 25.0 | 50.0" in table
     assert table.count("(published)") == len(PUBLISHED_COREL5K)
+
+
+def test_cross_validation_picks_the_grid_point_on_train_only():
+    rng = np.random.default_rng(0)
+    vocab = Vocabulary(["a", "b"])
+    # two clusters with their own label, "b" rare: ML-kNN with k=1 recovers them, with
+    # k=25 (most of a fold) the majority label swamps the votes
+    centers = np.array([[5.0, 0.0], [0.0, 5.0]])
+    which = (rng.random(60) < 0.2).astype(int)
+    labels = [["a"] if w == 0 else ["b"] for w in which]
+    data = from_label_sets("t", [str(i) for i in range(60)], labels, vocabulary=vocab)
+    data.features["x"] = (centers[which] + rng.normal(0, 0.5, (60, 2))).astype(np.float32)
+    train, test = data.subset(np.arange(45)), data.subset(np.arange(45, 60))
+    lines: list[str] = []
+    spec = ModelSpec({"features": "x", "metric": "l2"}, grid={"k": [25, 1]})
+    (row,) = run_benchmark(train, test, {"mlknn": spec}, k=1, progress=lines.append)
+    assert row.config == {"features": "x", "metric": "l2", "k": 1}
+    assert row.f1 == 1.0 and row.cv_seconds > 0
+    assert "cross-validation chose {'k': 1}" in lines[0]
