@@ -606,7 +606,8 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
                         help="the dataset folder (e.g. ../shared/data/corel5k)")
     parser.add_argument(
         "--model", action="append", metavar="NAME[=JSON]", dest="models",
-        help="model to run, optionally with its configuration as JSON (default: all)",
+        help="model to run (default: all); with =JSON that configuration is used as given, "
+        "otherwise the cross-validated grid of the benchmark",
     )
     parser.add_argument("--encoder", default="efficientnet_lite2", help="image features")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the rows as JSON")
@@ -615,22 +616,30 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
+    import dataclasses
     import inspect
 
-    from phototag.benchmark import COREL5K_MODELS, markdown_table, rows_as_json, run_benchmark
+    from phototag.benchmark import (
+        COREL5K_MODELS,
+        ModelSpec,
+        markdown_table,
+        rows_as_json,
+        run_benchmark,
+    )
     from phototag.data.readers import read_dataset
     from phototag.models import annotator_class
 
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, ModelSpec] = {}
     for spec in args.models or COREL5K_MODELS:
         name, _, config = spec.partition("=")
-        models[name] = json.loads(config) if config else dict(COREL5K_MODELS.get(name, {}))
+        model = ModelSpec(json.loads(config)) if config else COREL5K_MODELS.get(name, ModelSpec())
         if "features" in inspect.signature(annotator_class(name).__init__).parameters:
-            models[name].setdefault("features", args.encoder)
+            model = dataclasses.replace(model, config={"features": args.encoder, **model.config})
+        models[name] = model
     dataset = read_dataset(f"corel5k:{args.data}")
     train = _attach_features(dataset.split("train"), [args.encoder], args)
     test = _attach_features(dataset.split("test"), [args.encoder], args)
-    rows = run_benchmark(train, test, models)
+    rows = run_benchmark(train, test, models, progress=lambda line: print(line, file=sys.stderr))
     print(markdown_table(rows, args.encoder))
     if args.json:
         args.json.write_text(json.dumps(rows_as_json(rows), indent=2) + "\n")
