@@ -3,15 +3,15 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/bench_ray_engine.py [--images ../shared/data/corel5k/test]
-        [--cpus 2] [--rounds 1] [--model default]
+        [--cpus 2] [--rounds 1] [--model default] [--wait-idle LOAD]
 
-Per round, on the same photos (Corel-5k test folder: 499 JPEGs, 192 x 128) with the
+Per round (the order of the two engines flips every round), on the same photos (Corel-5k test folder: 499 JPEGs, 192 x 128) with the
 default model (TagProp on EfficientNet-Lite2 features, ONNX Runtime):
 
 - *local*: `annotate_files` with a fresh, empty feature store (so every photo is decoded
   and encoded, as on a first run), default decoding workers;
-- *ray*: `annotate_files_ray` on a local Ray instance with ``--cpus`` CPUs started
-  beforehand (``ray.init`` is timed separately; actor start and model loading are
+- *ray*: `annotate_files_ray` on a local Ray instance with ``--cpus`` CPUs, started
+  once beforehand (``ray.init`` is timed separately; actor start and model loading are
   included, as they are in every run).
 
 Both produce every record; the script checks that they agree (paths, errors, labels,
@@ -38,6 +38,10 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--model", default="default")
+    parser.add_argument(
+        "--wait-idle", type=float, default=0.0, metavar="LOAD",
+        help="before each run, wait (at most 10 min) for the 1-min load average to drop below LOAD",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/ray_engine.json")
     args = parser.parse_args()
 
@@ -47,15 +51,6 @@ def main() -> None:
 
     paths = [str(p) for p in iter_image_files([args.images])]
     model = load_model(args.model)
-    runs: list[dict] = []
-    local_results = None
-    for _ in range(args.rounds):  # the local engine forks its pool before Ray starts
-        with tempfile.TemporaryDirectory() as store:
-            run, local_results = _timed(
-                "local",
-                lambda store=store: annotate_files(paths, model, store_root=store, progress=False),
-            )
-        runs.append(run)
 
     import ray
 
@@ -65,17 +60,24 @@ def main() -> None:
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     init_seconds = time.perf_counter() - start
     source = ModelSource.of(args.model)
-    ray_results = None
-    for _ in range(args.rounds):
-        run, ray_results = _timed(
-            "ray",
-            lambda: annotate_files_ray(
-                paths, source, encoders=model.required_features(), progress=False
-            ),
-        )
-        runs.append(run)
+
+    def local() -> list:
+        with tempfile.TemporaryDirectory() as store:
+            return list(annotate_files(paths, model, store_root=store, progress=False))
+
+    def remote() -> list:
+        encoders = model.required_features()
+        return list(annotate_files_ray(paths, source, encoders=encoders, progress=False))
+
+    runs: list[dict] = []
+    results: dict[str, list] = {}
+    for round_ in range(args.rounds):  # alternate the order, so load changes hit both
+        for engine in ("local", "ray") if round_ % 2 == 0 else ("ray", "local"):
+            _wait_idle(args.wait_idle)
+            run, results[engine] = _timed(engine, local if engine == "local" else remote)
+            runs.append(run)
     ray.shutdown()
-    mismatches = _mismatches(local_results, ray_results)
+    mismatches = _mismatches(results["local"], results["ray"])
     report = {
         "command": " ".join(
             [
@@ -99,10 +101,16 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
+def _wait_idle(load: float) -> None:
+    deadline = time.monotonic() + 600
+    while load > 0 and os.getloadavg()[0] >= load and time.monotonic() < deadline:
+        time.sleep(15)
+
+
 def _timed(engine: str, make) -> tuple[dict, list]:  # type: ignore[no-untyped-def]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    results = list(make())
+    results = make()
     seconds = time.perf_counter() - start
     run = {
         "engine": engine,

@@ -260,6 +260,16 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
     from phototag.app.batch import add_batch_options
 
     add_batch_options(parser, report=True)
+    parser.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="where decoding, encoding and scoring run: this process (default) or Ray Data "
+        "(pip install 'phototag[ray]'; same results, in the same order; docs/ray.md)",
+    )
+    parser.add_argument(
+        "--address", metavar="ADDR",
+        help="the Ray cluster for --engine ray (auto, HOST:6379 or ray://HOST:10001; implies "
+        "--engine ray; default: start a local Ray instance)",
+    )
     _add_write_options(parser)
     parser.set_defaults(run=_run_annotate)
 
@@ -298,6 +308,8 @@ def _run_annotate(args: argparse.Namespace) -> int:
         summary.add(str(path), f"{path}: no such file or folder")
 
     def annotate(todo: list[str]) -> Any:
+        if args.engine == "ray" or args.address is not None:
+            return _annotate_on_ray(todo, model, decoder, args)
         return annotate_files(
             todo, model, decoder, store_root=args.store, runtime=args.runtime,
             batch_size=args.batch_size, workers=args.workers, chunk_size=args.chunk_size,
@@ -342,6 +354,18 @@ def _run_annotate(args: argparse.Namespace) -> int:
         if keyword_writer.failed:
             return 1
     return 1 if summary.n_skipped else 0
+
+
+def _annotate_on_ray(paths: list[str], model: Any, decoder: Any, args: argparse.Namespace) -> Any:
+    """`phototag.engines.ray.annotate_files_ray` with the annotate options."""
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+    from phototag.models.open_vocabulary import read_word_list
+
+    words = read_word_list(args.vocabulary) if args.vocabulary is not None else None
+    return annotate_files_ray(
+        paths, ModelSource.of(args.model, words), decoder, encoders=model.required_features(),
+        address=args.address, runtime=args.runtime, batch_size=args.batch_size, progress=False,
+    )  # fmt: skip
 
 
 def _sidecar_paths(photo: str) -> Any:

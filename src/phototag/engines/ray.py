@@ -182,6 +182,8 @@ def annotate_files_ray(
         raise InvalidInputError("batch_size", "a positive integer", repr(batch_size))
     ray = import_ray()
     names = [str(p) for p in paths]
+    if not names:
+        return
     if encoders is None:
         encoders = source.load().required_features()
     recipes: list[Preprocess] = []

@@ -1,0 +1,142 @@
+"""`phototag annotate --engine ray`: the same records as the local engine, on local Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from phototag.annotation import annotate_files
+from phototag.app.cli import main
+from phototag.data import from_label_sets
+from phototag.errors import InvalidInputError
+from phototag.models import create_annotator
+from phototag.pretrained import load_model
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _require_ray():
+    """The ray module; skipped when it is not installed (failed on CI, where setup installs it)."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        message = "ray[data] is not installed (pip install 'phototag[ray]')"
+        if os.environ.get("CI", "").strip().lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return ray
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A light local Ray instance (2 CPUs, no dashboard), shut down after the module."""
+    ray = _require_ray()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """The example photos in a nested folder, plus a truncated JPEG and a text file."""
+    folder = tmp_path_factory.mktemp("ray") / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i, source in enumerate(sorted(EXAMPLES.glob("*.jpg"))):
+        target = folder / ("sub" if i % 2 else "") / source.name
+        target.write_bytes(source.read_bytes())
+    (folder / "broken.jpg").write_bytes((EXAMPLES / "coffee.jpg").read_bytes()[:4000])
+    (folder / "notes.jpg").write_text("not a photo")
+    return folder
+
+
+def _photo_paths(folder: Path) -> list[str]:
+    from phototag.imaging import iter_image_files
+
+    return [str(p) for p in iter_image_files([folder])]
+
+
+def _assert_same(ray_results, local_results) -> None:
+    assert [r.path for r in ray_results] == [r.path for r in local_results]
+    for got, expected in zip(ray_results, local_results, strict=True):
+        assert got.error == expected.error
+        assert [label for label, _ in got.tags] == [label for label, _ in expected.tags]
+        assert [s for _, s in got.tags] == pytest.approx([s for _, s in expected.tags], abs=1e-5)
+
+
+def test_same_records_as_local_engine_in_input_order(ray_local, photos, tmp_path):
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+
+    paths = _photo_paths(photos)
+    assert len(paths) == 6
+    local = list(annotate_files(paths, load_model("default"), store_root=tmp_path / "store",
+                                workers=0, progress=False))  # fmt: skip
+    # batches of 2 on two actors: blocks finish out of order and must be put back in order
+    remote = list(annotate_files_ray(paths, ModelSource.of("default"), batch_size=2, actors=2,
+                                     progress=False))  # fmt: skip
+    _assert_same(remote, local)
+    failed = {Path(r.path).name for r in remote if r.error is not None}
+    assert failed == {"broken.jpg", "notes.jpg"}
+    assert all(r.tags for r in remote if r.error is None)
+
+
+def test_model_directory_without_features(ray_local, photos, tmp_path):
+    """A model that reads no pixels (the label prior) decodes nothing, as locally."""
+    from phototag.decoding import TopK
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+
+    train = from_label_sets("t", list("abc"), [["sky", "sea"], ["sky"], ["cat"]])
+    directory = create_annotator("prior").fit(train).save(tmp_path / "prior")
+    paths = _photo_paths(photos)
+    local = list(annotate_files(paths, load_model(directory), TopK(2), progress=False))
+    remote = list(annotate_files_ray(paths, ModelSource.of(directory), TopK(2), progress=False))
+    _assert_same(remote, local)
+    assert remote[0].tags[0][0] == "sky"
+
+
+def test_cli_engine_ray_matches_local(ray_local, photos, tmp_path, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("cat\ncoffee\nrocket\nperson\nsky\n")
+    outputs = {}
+    for engine in ("local", "ray"):
+        code = main(["annotate", str(photos), "--engine", engine, "--format", "json",
+                     "--vocabulary", str(words), "--top-k", "3", "--workers", "0",
+                     "--store", str(tmp_path / "store"),
+                     "--journal", str(tmp_path / f"{engine}.journal")])  # fmt: skip
+        out, err = capsys.readouterr()
+        skipped = sorted(line for line in err.splitlines() if line.startswith("skipped:"))
+        outputs[engine] = (code, [json.loads(line) for line in out.splitlines()], skipped)
+    code, records, skipped = outputs["local"]
+    ray_code, ray_records, ray_skipped = outputs["ray"]
+    assert code == ray_code == 1  # two unreadable files
+    assert skipped == ray_skipped and len(skipped) == 2
+    assert [r["path"] for r in ray_records] == [r["path"] for r in records]
+    assert len(records) == 4
+    for got, expected in zip(ray_records, records, strict=True):
+        assert [t["label"] for t in got["tags"]] == [t["label"] for t in expected["tags"]]
+        assert [t["score"] for t in got["tags"]] == pytest.approx(
+            [t["score"] for t in expected["tags"]], abs=1e-5
+        )
+    cat = next(r for r in ray_records if r["path"].endswith("chelsea.jpg"))
+    assert cat["tags"][0]["label"] == "cat"
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    from phototag.engines.ray import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(InvalidInputError, match=r"pip install 'phototag\[ray\]'"):
+        import_ray()
+
+
+def test_no_photos_starts_no_ray():
+    ray = _require_ray()
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+
+    was_running = ray.is_initialized()
+    assert list(annotate_files_ray([], ModelSource(), address="no-such-cluster:1")) == []
+    assert ray.is_initialized() == was_running
