@@ -185,7 +185,7 @@ def test_failed_embedded_write_leaves_the_photo_byte_identical(tagged_photo, mon
     original_apply = writing_module._exiv2.apply_fields
 
     def fail(*args, **kwargs):
-        if stage == "apply":  # fail after libexiv2 wrote the temporary copy
+        if stage == "apply":  # fail after libexiv2 rewrote the photo (in memory)
             original_apply(*args, **kwargs)
         raise MetadataError("the temporary copy", "simulated failure")
 

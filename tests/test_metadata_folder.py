@@ -15,6 +15,8 @@ def tag(photo: Path, fields: KeywordFields, sidecar: Path | None = None) -> None
     """Write keywords as a person's photo manager would (not as phototag suggestions)."""
     image = _exiv2.new_sidecar(sidecar) if sidecar else _exiv2.open_image(photo)
     _exiv2.apply_fields(image, _exiv2.read_fields(image), fields)
+    if sidecar:  # created in memory
+        sidecar.write_bytes(_exiv2.image_bytes(image))
 
 
 def test_keywords_are_the_default_labels_and_untagged_photos_are_unlabeled(tmp_path):

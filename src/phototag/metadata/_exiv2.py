@@ -55,14 +55,31 @@ def open_image(path: Path) -> Any:
     return image
 
 
-def new_sidecar(path: Path) -> Any:
-    """A new, empty XMP sidecar file at `path`, opened."""
+def open_bytes(data: bytes, path: Path) -> Any:
+    """An exiv2 image over the bytes of `path` in memory (writes stay in memory: see
+    `image_bytes`). Keep `data` alive while the image is used."""
     try:
-        image = exiv2.ImageFactory.create(exiv2.ImageType.xmp, str(path))
+        image = exiv2.ImageFactory.open(data)
+        image.readMetadata()
+    except exiv2.Exiv2Error as error:
+        raise MetadataError(path, f"cannot read its metadata ({_message(error)})") from None
+    return image
+
+
+def new_sidecar(path: Path) -> Any:
+    """A new, empty XMP sidecar in memory (to be saved as `path`)."""
+    try:
+        image = exiv2.ImageFactory.create(exiv2.ImageType.xmp)
         image.readMetadata()
     except exiv2.Exiv2Error as error:
         raise MetadataError(path, f"cannot create an XMP sidecar ({_message(error)})") from None
     return image
+
+
+def image_bytes(image: Any) -> bytes:
+    """The whole file of an in-memory image, after `apply_fields`."""
+    with image.io().mmap() as view:
+        return bytes(view)
 
 
 def can_write_xmp(image: Any) -> bool:

@@ -171,22 +171,20 @@ def _commit(photo: Path, target: Path, new: KeywordFields, *, embed: bool) -> bo
     os.close(handle)
     temporary = Path(name)
     try:
-        if exists:
-            shutil.copyfile(target, temporary)
-            image = _exiv2.open_image(temporary)
-        else:
-            temporary.unlink()
-            image = _exiv2.new_sidecar(temporary)
+        # libexiv2 rewrites the file in memory (several times faster than on disk); the
+        # result goes to the temporary file, which is read back from disk to verify it
+        data = target.read_bytes() if exists else b""
+        image = _exiv2.open_bytes(data, target) if exists else _exiv2.new_sidecar(target)
         old = _exiv2.read_fields(image)
         expected = _exiv2.describe_image(image) if embed else None
         _exiv2.apply_fields(image, old, new)
-        empty_sidecar = not embed and _exiv2.xmp_is_empty(image)
-        del image
-        if empty_sidecar:  # nothing left to keep: remove the sidecar instead
+        if not embed and _exiv2.xmp_is_empty(image):  # nothing left: remove the sidecar
             _check_unchanged(target, before)
             temporary.unlink()
             target.unlink(missing_ok=True)
             return True
+        temporary.write_bytes(_exiv2.image_bytes(image))
+        del image, data
         _verify(temporary, new, expected)
         _check_unchanged(target, before)
         shutil.copymode(target if exists else photo, temporary)
