@@ -45,7 +45,7 @@ def add_batch_options(parser: argparse.ArgumentParser, report: bool = False) -> 
         help="ignore what the journal holds and do every file again",
     )  # fmt: skip
     parser.add_argument(
-        "--chunk-size", type=int, default=256, metavar="N",
+        "--chunk-size", type=_positive_int, default=256, metavar="N",
         help="photos per step; finished steps are journaled (default: 256)",
     )  # fmt: skip
     if report:
@@ -53,6 +53,12 @@ def add_batch_options(parser: argparse.ArgumentParser, report: bool = False) -> 
             "--report", type=Path, metavar="FILE",
             help="also write an HTML page with thumbnails, keywords, scores and failures",
         )  # fmt: skip
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def run_key(command: str, args: argparse.Namespace, inputs: Sequence[str]) -> dict[str, Any]:
