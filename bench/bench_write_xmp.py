@@ -20,7 +20,12 @@ two settings:
   the smallest amount of work writing is compared with.
 
 Reported: median photos/s over the rounds per variant and setting, and the overhead
-of each writing variant against no writing (``1 - rate / rate_without``). The load
+of each writing variant against no writing (``1 - rate / rate_without``). On a loaded
+machine whole-process rates vary by more than the effect measured, so each round also
+times the writing alone, in-process (`KeywordWriter.write` of the keywords the default
+model gave each photo, on a fresh copy, sidecar and embedded), and reports the implied
+overhead ``write_ms / (write_ms + annotate_ms_per_photo)`` against the median
+no-writing rate of each setting. The load
 average before and after is recorded (the machine may be shared). Results:
 bench/results/write_xmp.json.
 """
@@ -84,6 +89,33 @@ def run_annotate(photos: Path, store: Path, cache: Path, extra: list[str], worke
     return seconds
 
 
+def time_writes(originals: Path, work: Path, tags: dict[str, list], embed: bool) -> float:
+    """Milliseconds per photo of `KeywordWriter.write` on a fresh copy of the photos."""
+    from phototag.metadata import KeywordWriter, Provenance
+
+    shutil.copytree(originals, work)
+    with open(os.devnull, "w") as quiet:
+        writer = KeywordWriter(Provenance("default:bench"), embed=embed, stream=quiet)
+        start = time.perf_counter()
+        for name, labels in tags.items():
+            writer.write(str(work / name), labels)
+        seconds = time.perf_counter() - start
+    if writer.failed or writer.written != len(tags):
+        sys.exit(f"writes failed: {writer.summary()}")
+    shutil.rmtree(work)
+    return 1000 * seconds / len(tags)
+
+
+def default_tags(originals: Path, store: Path, cache: Path) -> dict[str, list]:
+    """The keywords the default model gives each photo (from the warm store)."""
+    command = [str(ROOT / ".venv" / "bin" / "phototag"), "annotate", str(originals),
+               "--format", "json", "--store", str(store), "--workers", "0"]
+    done = subprocess.run(command, env=dict(os.environ, PHOTOTAG_CACHE=str(cache)),
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {Path(r["path"]).name: [(t["label"], t["score"]) for t in r["tags"]] for r in records}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=int, default=120)
@@ -103,6 +135,8 @@ def main() -> None:
         warm_store = tmp_path / "warm-store"
         cache = tmp_path / "cache"
         run_annotate(originals, warm_store, cache, [], args.workers)
+        tags = default_tags(originals, warm_store, cache)
+        write_ms: dict[str, list[float]] = {"sidecar": [], "embed": []}
         names = list(VARIANTS)
         for round_ in range(args.rounds):
             order = names[round_ % len(names):] + names[: round_ % len(names)]
@@ -117,6 +151,11 @@ def main() -> None:
                     print(f"round {round_ + 1} {setting:>4} {name:>7}: "
                           f"{args.photos / seconds:6.2f} photos/s", flush=True)  # fmt: skip
                     shutil.rmtree(run_dir)
+            for name in ("sidecar", "embed"):
+                write_ms[name].append(time_writes(originals, tmp_path / f"writes-{round_}",
+                                                  tags, embed=name == "embed"))  # fmt: skip
+                print(f"round {round_ + 1} writes {name:>7}: {write_ms[name][-1]:6.2f} ms/photo",
+                      flush=True)  # fmt: skip
     load_after = os.getloadavg()
     summary = {}
     for setting, by_variant in rates.items():
@@ -127,6 +166,12 @@ def main() -> None:
                          for k in ("sidecar", "embed")},  # fmt: skip
             "rounds": {k: [round(x, 3) for x in v] for k, v in by_variant.items()},
         }
+    writes = {name: statistics.median(v) for name, v in write_ms.items()}
+    implied = {
+        setting: {name: round(ms / (ms + 1000 / values["photos_per_s"]["none"]), 4)
+                  for name, ms in writes.items()}
+        for setting, values in summary.items()
+    }  # fmt: skip
     result = {
         "command": " ".join(["bench/bench_write_xmp.py", *sys.argv[1:]]),
         "photos": args.photos, "long_side_px": args.size, "megabytes": round(megabytes, 1),
@@ -135,6 +180,10 @@ def main() -> None:
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
         "results": summary,
+        "write_ms_per_photo": {k: round(v, 3) for k, v in writes.items()},
+        "write_ms_rounds": {k: [round(x, 3) for x in v] for k, v in write_ms.items()},
+        "implied_overhead": implied,
+        "keywords_per_photo": round(statistics.mean(len(v) for v in tags.values()), 2),
     }  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -142,6 +191,8 @@ def main() -> None:
         rates_text = ", ".join(f"{k} {v:.2f}" for k, v in values["photos_per_s"].items())
         overhead = ", ".join(f"{k} {v:+.1%}" for k, v in values["overhead"].items())
         print(f"{setting}: photos/s {rates_text}; overhead {overhead}")
+    print(f"writing alone: {', '.join(f'{k} {v:.2f} ms/photo' for k, v in writes.items())}; "
+          f"implied overhead {implied}")
     print(f"load average before {load_before}, after {load_after}; wrote {args.out}")
 
 
