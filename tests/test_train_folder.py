@@ -73,7 +73,7 @@ def test_drop_rare_labels_says_why():
     kept, dropped = drop_rare_labels(data, 2)
     assert kept.vocabulary.names == ("sea",) and kept.label_sets() == [["sea"]] * 3
     assert [(d.label, d.photos) for d in dropped] == [("sand", 1), ("sky", 1)]
-    assert dropped[0].reason == "too rare: 1 photos < --min-label-count 2"
+    assert dropped[0].reason == "too rare: on 1 photo, fewer than --min-label-count 2"
 
 
 def test_train_on_a_tagged_folder_then_annotate_its_untagged_photos(library, tmp_path, capsys):
@@ -86,7 +86,8 @@ def test_train_on_a_tagged_folder_then_annotate_its_untagged_photos(library, tmp
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "photos: 16 to train, 4 to validate" in printed
-    assert "dropped 1 labels:\n  Rare: too rare: 1 photos < --min-label-count 3" in printed
+    assert ("dropped 1 label:\n  Rare: too rare: on 1 photo, fewer than --min-label-count 3"
+            in printed)
     assert "label   train  valid  threshold  precision  recall" in printed
     report = json.loads((out / "training_report.json").read_text())
     rows = {r["label"]: r for r in report["labels"]}

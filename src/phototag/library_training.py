@@ -90,7 +90,7 @@ class TrainingReport:
                          f"{r.threshold:>9.4f}  {number(r.precision):>9}  "
                          f"{number(r.recall):>6}  {r.note}".rstrip())  # fmt: skip
         if self.dropped:
-            lines.append(f"dropped {len(self.dropped)} labels:")
+            lines.append(f"dropped {len(self.dropped)} label{'s' * (len(self.dropped) != 1)}:")
             lines += [f"  {d.label}: {d.reason}" for d in self.dropped]
         return "\n".join(lines)
 
@@ -127,8 +127,10 @@ def drop_rare_labels(
     """Labels on fewer than `min_count` photos removed, with the reason for each."""
     counts = data.label_frequencies()
     keep = counts >= min_count
-    dropped = [DroppedLabel(data.vocabulary[j], int(counts[j]),
-                            f"too rare: {int(counts[j])} photos < --min-label-count {min_count}")
+    def reason(n: int) -> str:
+        return f"too rare: on {n} photo{'s' * (n != 1)}, fewer than --min-label-count {min_count}"
+
+    dropped = [DroppedLabel(data.vocabulary[j], int(counts[j]), reason(int(counts[j])))
                for j in np.flatnonzero(~keep)]  # fmt: skip
     return keep_labels(data, keep), dropped
 
