@@ -12,6 +12,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Point phototag's cache (features, journals, ONNX exports) at a folder of this test
+    session, so tests never read or write the user's own cache; subprocesses inherit it."""
+    saved = os.environ.get("PHOTOTAG_CACHE")
+    os.environ["PHOTOTAG_CACHE"] = str(tmp_path_factory.mktemp("phototag-cache"))
+    yield Path(os.environ["PHOTOTAG_CACHE"])
+    if saved is None:
+        os.environ.pop("PHOTOTAG_CACHE", None)
+    else:
+        os.environ["PHOTOTAG_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets in ``<repo>/../shared/data``; skipped when absent (failed on CI)."""
