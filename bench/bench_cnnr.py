@@ -39,10 +39,10 @@ REPORTED = ("C-P", "C-R", "C-F1", "N+", "O-F1", "mAP_label", "mAP_image")
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "quick": {"epochs": [3], "lr": [1e-3], "block_lr": [1e-4], "embedding": ["glove50"]},
     "full": {
-        "epochs": [5, 10, 20],
-        "lr": [1e-4, 3e-4, 1e-3],
-        "block_lr": [0.0, 3e-5, 1e-4],
-        "embedding": ["glove50", "glove300"],
+        "epochs": [15, 40],
+        "lr": [3e-4, 1e-3],
+        "block_lr": [1e-4, 3e-4, 1e-3],
+        "embedding": ["glove50", "glove300", "id"],
     },
 }
 
@@ -130,37 +130,45 @@ def main(argv: list[str] | None = None) -> int:
                        "final_train_loss": model.history_[-1]["train_loss"]})  # fmt: skip
         print(f"{params}: valid C-F1 {metrics['C-F1']:.4f} N+ {metrics['N+']} "
               f"({seconds:.0f} s)", file=sys.stderr)  # fmt: skip
-    best = max(trials, key=lambda t: (t["valid"]["C-F1"], t["valid"]["N+"]))
-    params = best["params"]
-
-    spec = embedding_spec(params["embedding"], args.data, args.glove50_file)
-    model = CNNRegressor(**common, **{**params, "embedding": spec})
-    start = time.perf_counter()
-    model.fit_maps(train, train_maps)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    test_metrics = top5_report(model, test, test_maps)
-    predict_s = time.perf_counter() - start
-    print(f"test ({params}): " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                            for k, v in test_metrics.items()))  # fmt: skip
+    by_embedding: dict[str, dict[str, Any]] = {}
+    for name in grid["embedding"]:
+        mine = [t for t in trials if t["params"]["embedding"] == name]
+        best = max(mine, key=lambda t: (t["valid"]["C-F1"], t["valid"]["N+"]))
+        params = best["params"]
+        spec = embedding_spec(name, args.data, args.glove50_file)
+        model = CNNRegressor(**common, **{**params, "embedding": spec})
+        start = time.perf_counter()
+        model.fit_maps(train, train_maps)
+        fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        test_metrics = top5_report(model, test, test_maps)
+        predict_s = time.perf_counter() - start
+        by_embedding[name] = {"params": params, "valid": best["valid"], "test": test_metrics,
+                              "history": model.history_, "final_fit_s": fit_s,
+                              "test_predict_s": predict_s}  # fmt: skip
+        print(f"test ({params}): " + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in test_metrics.items()
+        ))  # fmt: skip
+    chosen = max(by_embedding.values(), key=lambda e: (e["valid"]["C-F1"], e["valid"]["N+"]))
     result = {
         "benchmark": "corel5k top-5 (260 words)",
         "model": "cnn_r",
         "encoder": args.encoder,
-        "encoder_id": model.encoder_id_,
-        "chosen": params,
+        "encoder_id": probe._parts()[0].feature_id,
+        "chosen": chosen["params"],
         "selection": f"{len(trials)} grid points, {args.valid_fraction:.0%} of the training "
-        "split held out (seeded), best validation C-F1 (ties: N+); refit on all training photos",
-        "test": test_metrics,
+        "split held out (seeded), best validation C-F1 (ties: N+) per embedding, refit on all "
+        "training photos and tested once; 'test' is the embedding with the best validation C-F1",
+        "test": chosen["test"],
+        "by_embedding": by_embedding,
         "published": PUBLISHED,
         "n_train": int(len(train_maps.kept)),
         "n_test": int(len(test_maps.kept)),
-        "history": model.history_,
-        "seconds": {"trunk_maps": trunk_s, "final_fit": fit_s, "test_predict": predict_s},
+        "seconds": {"trunk_maps": trunk_s, "grid": sum(t["fit_s"] for t in trials)},
         "grid": trials,
         "command": "python bench/bench_cnnr.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                    "device": str(model._torch_device()),
+                    "device": str(probe._torch_device()),
                     "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
                     "threads": torch.get_num_threads()},  # fmt: skip
     }
