@@ -566,7 +566,13 @@ def _l2_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _decoded_batches(
     paths: list[str], encoder: ImageEncoder, workers: int | None, batch_size: int = 32
 ) -> Iterator[tuple[list[int], list[np.ndarray], list[tuple[str, str]]]]:
-    """(item indices, uint8 encoder inputs, failures) per batch, decoded in worker processes."""
+    """(item indices, uint8 encoder inputs, failures) per batch, decoded in worker processes.
+
+    A single batch is decoded in-process: starting workers would cost more than it saves
+    (and a service scoring a few uploads should not fork).
+    """
+    if len(paths) <= batch_size:
+        workers = 0
     pool = _Pool(default_workers() if workers is None else workers)
     try:
         decoded = pool.imap(_decode, [(str(p), encoder.preprocess) for p in paths])
