@@ -9,12 +9,11 @@ evaluates them once on the test split (top 5; C-P, C-R, C-F1, N+):
 - ``flip``: the mean of the photo's and its mirror image's pooled features;
 - ``flip_384``: the same at 384 px input;
 - ``flip_both``: the mean of ``flip`` and ``flip_384``;
-- ``stage7``: the global average of the last MBConv stage (352-d);
+- ``stage6``: the global average of the sixth MBConv stage (208-d);
 - ``finetuned_last`` / ``finetuned_full``: ``flip`` features after fine-tuning the last
   block (stage 7 + head) or the whole network with a 260-way sigmoid classifier (binary
   cross-entropy, AdamW, horizontal flips; the epoch chosen on 10% of the training split);
-- TagProp on several features at once (``flip_both`` + ``stage7`` + ``stage6``; learned
-  weights).
+- TagProp on two features at once (``flip_both`` + ``stage6``; learned weights).
 
 Usage::
 
@@ -156,7 +155,7 @@ def compute_features(data, weights: str | None) -> dict[str, np.ndarray]:  # typ
     start = time.perf_counter()
     for size, suffix in ((None, ""), (384, "_384")):
         encoder = create_encoder("efficientnet_lite2", weights=weights, input_size=size)
-        outputs = ["stage6", "stage7"] if size is None else []
+        outputs = ["stage6"] if size is None else []
         for name, values in run(encoder.model.to(DEVICE), Photos(paths, encoder), outputs).items():
             features[name + suffix] = values
         print(f"{size or 260} px features: {time.perf_counter() - start:.0f} s", flush=True)
@@ -201,11 +200,11 @@ def main() -> int:
     data.features.update(features)
     data.features["flip_both"] = (data.features["flip"] + data.features["flip_384"]) / 2
     results: dict[str, dict] = {}
-    keys = ["pooled", "flip", "flip_384", "flip_both", "stage7", "finetuned_last",
+    keys = ["pooled", "flip", "flip_384", "flip_both", "stage6", "finetuned_last",
             "finetuned_full"]  # fmt: skip
     for key in keys:
         results[key] = {m: evaluate(data, key, m) for m in ("2pknn", "tagprop")}
-    several = ["flip_both", "stage7", "stage6"]
+    several = ["flip_both", "stage6"]
     results["+".join(several)] = {"tagprop": evaluate(data, several, "tagprop")}
     args.out.write_text(json.dumps({
         "study": "Corel-5k feature variants for the kNN annotators (top 5, test split)",
