@@ -5,8 +5,9 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_ray_engine.py [--images ../shared/data/corel5k/test]
         [--cpus 2] [--rounds 1] [--model default] [--wait-idle LOAD]
 
-Per round (the order of the two engines flips every round), on the same photos (Corel-5k test folder: 499 JPEGs, 192 x 128) with the
-default model (TagProp on EfficientNet-Lite2 features, ONNX Runtime):
+Per round (the order of the two engines flips every round), on the same photos
+(Corel-5k test folder: 499 JPEGs, 192 x 128) with the default model (TagProp on
+EfficientNet-Lite2 features, ONNX Runtime):
 
 - *local*: `annotate_files` with a fresh, empty feature store (so every photo is decoded
   and encoded, as on a first run), default decoding workers;
@@ -79,14 +80,8 @@ def main() -> None:
     ray.shutdown()
     mismatches = _mismatches(results["local"], results["ray"])
     report = {
-        "command": " ".join(
-            [
-                "bench/bench_ray_engine.py",
-                f"--cpus {args.cpus}",
-                f"--rounds {args.rounds}",
-                f"--model {args.model}",
-            ]
-        ),  # fmt: skip
+        "command": f"bench/bench_ray_engine.py --cpus {args.cpus} --rounds {args.rounds} "
+        f"--model {args.model} --wait-idle {args.wait_idle}",
         "images": str(args.images),
         "n_photos": len(paths),
         "cpus": os.cpu_count(),
