@@ -58,7 +58,7 @@ def main() -> None:
     from phototag.engines.ray import ModelSource, annotate_files_ray
 
     start = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     init_seconds = time.perf_counter() - start
     source = ModelSource.of(args.model)
 

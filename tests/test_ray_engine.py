@@ -18,6 +18,9 @@ from phototag.pretrained import load_model
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
+# Ray Data warns about its own deprecated settings when it copies its context
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+
 
 def _require_ray():
     """The ray module; skipped when it is not installed (failed on CI, where setup installs it)."""
@@ -36,7 +39,13 @@ def _require_ray():
 def ray_local():
     """A light local Ray instance (2 CPUs, no dashboard), shut down after the module."""
     ray = _require_ray()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="warning",
+    )
     yield ray
     ray.shutdown()
 
@@ -140,3 +149,11 @@ def test_no_photos_starts_no_ray():
     was_running = ray.is_initialized()
     assert list(annotate_files_ray([], ModelSource(), address="no-such-cluster:1")) == []
     assert ray.is_initialized() == was_running
+
+
+def test_ray_client_address_is_refused():
+    _require_ray()
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+
+    with pytest.raises(InvalidInputError, match="Ray Client"):
+        list(annotate_files_ray(["a.jpg"], ModelSource(), encoders=(), address="ray://h:10001"))

@@ -267,8 +267,8 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--address", metavar="ADDR",
-        help="the Ray cluster for --engine ray (auto, HOST:6379 or ray://HOST:10001; implies "
-        "--engine ray; default: start a local Ray instance)",
+        help="the Ray cluster for --engine ray, run from one of its nodes (auto or HOST:6379; "
+        "implies --engine ray; default: start a local Ray instance)",
     )
     _add_write_options(parser)
     parser.set_defaults(run=_run_annotate)

@@ -172,8 +172,10 @@ def annotate_files_ray(
     """Yield one `FileAnnotation` per path, in input order, computed on Ray Data.
 
     Uses the Ray instance already initialised in this process; otherwise connects to
-    `address` (``"auto"``, ``"ray://HEAD:10001"``, ``"HEAD:6379"``) or, when it is
-    ``None``, starts a local instance, and shuts it down at the end. `encoders` are the
+    `address` (``"auto"`` or ``"HEAD:6379"`` from a node of the cluster; Ray Data does
+    not run through Ray Client, so ``ray://`` addresses are refused) or, when it is
+    ``None``, starts a new local instance (never joins a running one), and shuts it
+    down at the end. `encoders` are the
     model's ``required_features()`` (read from the model when not given). `actors` is
     the number of model actors (default: an autoscaling pool of 1 up to the cluster's
     CPUs / `actor_cpus`), each running its forward passes on `actor_cpus` threads.
@@ -210,20 +212,28 @@ def annotate_files_ray(
 
 def _connect(ray: Any, address: str | None) -> bool:
     """Initialise Ray unless it already is; True when this call started it."""
+    if address is not None and address.startswith("ray://"):
+        raise InvalidInputError(
+            "--address",
+            "a cluster address for a driver on a node of the cluster (auto or HOST:6379)",
+            repr(address),
+            "Ray Data does not run through Ray Client (ray://): run phototag on a node of the "
+            "cluster with --address auto (see docs/ray.md)",
+        )
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
-    if address is None:
+    if address is None:  # a new instance, even when a cluster runs on this machine
         options["include_dashboard"] = False
     try:
-        ray.init(address=address, **options)
+        ray.init(address="local" if address is None else address, **options)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise InvalidInputError(
             "--address",
             "the address of a running Ray cluster",
             f"{address!r} ({error})",
-            "Start one with `ray start --head` and pass `auto`, `HOST:6379` or "
-            "`ray://HOST:10001`; see docs/ray.md.",
+            "Start one with `ray start --head` and pass `auto` or `HOST:6379` on a node of "
+            "the cluster; see docs/ray.md.",
         ) from None
     return True
 
