@@ -12,7 +12,7 @@ import pytest
 from phototag.annotation import annotate_files
 from phototag.app.cli import main
 from phototag.data import from_label_sets
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, PhototagError
 from phototag.models import create_annotator
 from phototag.pretrained import load_model
 
@@ -105,6 +105,15 @@ def test_model_directory_without_features(ray_local, photos, tmp_path):
     remote = list(annotate_files_ray(paths, ModelSource.of(directory), TopK(2), progress=False))
     _assert_same(remote, local)
     assert remote[0].tags[0][0] == "sky"
+
+
+def test_worker_failure_names_the_cause(ray_local):
+    """A model the workers cannot load (not on shared storage) ends in one clear error."""
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+
+    missing = ModelSource("/nowhere/model")
+    with pytest.raises(PhototagError, match=r"worker failed: .*'/nowhere/model'"):
+        list(annotate_files_ray([str(EXAMPLES / "chelsea.jpg")], missing, encoders=()))
 
 
 def test_cli_engine_ray_matches_local(ray_local, photos, tmp_path, capsys):

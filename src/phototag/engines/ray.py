@@ -204,6 +204,12 @@ def annotate_files_ray(
             ray, names, source, columns, recipes, decoder, runtime, batch_size, actors, actor_cpus
         )
         yield from _in_input_order(dataset, names, progress)
+    except ray.exceptions.RayError as error:  # its text ends with the worker's own error
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        raise PhototagError(
+            f"ray engine: a worker failed: {lines[-1] if lines else type(error).__name__} "
+            "(models and photos must be readable at the same paths on every node; docs/ray.md)"
+        ) from None
     finally:
         ray_data_log.setLevel(level)
         if started:
