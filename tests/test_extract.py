@@ -125,3 +125,32 @@ def test_features_command_on_a_folder(photos, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0
     assert "7 computed" in err and "1 failed" in err and "broken.jpg" in err
+
+
+def test_decoding_runs_at_most_a_window_ahead_of_the_consumer():
+    """Decoded photos waiting for the forward pass are bounded (flat memory on any size)."""
+    import time
+
+    from phototag.features.extract import _Pool, _Window
+
+    handed_out, taken, ahead = [0], [0], []
+    window = _Window(8)
+
+    def jobs():
+        for i in range(200):
+            handed_out[0] += 1
+            ahead.append(handed_out[0] - taken[0])
+            yield i
+
+    pool = _Pool(1)
+    try:
+        for result in pool.imap(abs, window.feed(jobs()), chunksize=1):
+            window.done()
+            taken[0] += 1
+            time.sleep(0.001)  # a slow consumer: decoding would otherwise race ahead
+            assert result == taken[0] - 1
+    finally:
+        window.close()
+        pool.close()
+    assert taken[0] == 200
+    assert max(ahead) <= 9  # the window, plus the job being handed out

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,38 @@ def _decode(job: tuple[str, Preprocess]) -> tuple[np.ndarray | None, str | None]
         return None, str(error)
 
 
+#: Decoded batches that may wait for the forward pass: enough to keep it fed, and a bound
+#: on memory (decoding small photos is faster than encoding them, so without a bound the
+#: decoded pixels of a whole collection would pile up).
+PREFETCH_BATCHES = 4
+
+
+class _Window:
+    """Lets at most `size` jobs be handed out that the consumer has not taken back yet.
+
+    ``feed(jobs)`` is iterated by the pool's task thread; the consumer calls `done` for
+    each result it takes, and `close` to let the feeding stop early.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = threading.Semaphore(size)
+        self._closed = False
+
+    def feed(self, jobs: Iterable) -> Iterator:  # type: ignore[type-arg]
+        for job in jobs:
+            self._free.acquire()
+            if self._closed:
+                return
+            yield job
+
+    def done(self) -> None:
+        self._free.release()
+
+    def close(self) -> None:
+        self._closed = True
+        self._free.release()
+
+
 def default_workers() -> int:
     """Decoding processes: one per core beyond the first (the forward pass uses the rest)."""
     return max(1, (os.cpu_count() or 2) - 1)
@@ -126,6 +159,7 @@ def extract_features(
     report = ExtractionReport(n_files=len(paths))
     names = [str(p) for p in paths]
     pool = _Pool(default_workers() if workers is None else workers)
+    window = _Window(PREFETCH_BATCHES * batch_size)
     start = time.perf_counter()
     try:
         digests: list[str | None] = []
@@ -153,11 +187,13 @@ def extract_features(
             todo.append((path, digest))
         report.n_reused = sum(1 for d in digests if d is not None and d in done)
         start = time.perf_counter()
-        decoded = pool.imap(_decode, [(path, encoder.preprocess) for path, _ in todo])
+        jobs = window.feed((path, encoder.preprocess) for path, _ in todo)
+        decoded = pool.imap(_decode, jobs)
         bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
         batch: list[np.ndarray] = []
         batch_digests: list[str] = []
         for (path, digest), (pixels, error) in zip(todo, decoded, strict=True):
+            window.done()
             if pixels is None:
                 report.failures.append((path, error or "unknown error"))
                 bar.update(1)
@@ -175,6 +211,7 @@ def extract_features(
             report.n_computed += len(batch)
         bar.close()
     finally:
+        window.close()
         pool.close()
     report.seconds = time.perf_counter() - start
     failed = {path for path, _ in report.failures}
