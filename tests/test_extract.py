@@ -154,3 +154,16 @@ def test_decoding_runs_at_most_a_window_ahead_of_the_consumer():
         pool.close()
     assert taken[0] == 200
     assert max(ahead) <= 9  # the window, plus the job being handed out
+
+
+def test_large_photos_get_a_decoding_process_per_core(tmp_path, monkeypatch):
+    from phototag.features import extract
+
+    monkeypatch.setattr(extract.os, "cpu_count", lambda: 4)
+    small, large = tmp_path / "small.jpg", tmp_path / "large.jpg"
+    small.write_bytes(b"x" * 1000)
+    large.write_bytes(b"x" * (extract.LARGE_FILE_BYTES + 1))
+    assert extract.default_workers() == 3
+    assert extract.default_workers([str(small)] * 10) == 3
+    assert extract.default_workers([str(large)] * 10) == 4
+    assert extract.default_workers([str(tmp_path / "missing.jpg")]) == 3

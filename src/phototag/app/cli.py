@@ -173,7 +173,8 @@ def _add_store_options(parser: argparse.ArgumentParser, features: bool = False) 
         "--workers",
         type=int,
         default=None,
-        help="decoding processes (default: cores - 1; 0 decodes in-process)",
+        help="decoding processes (default: cores - 1, or one per core for photos over 1 MiB; "
+        "0 decodes in-process)",
     )
 
 

@@ -120,9 +120,26 @@ class _Window:
         self._free.release()
 
 
-def default_workers() -> int:
-    """Decoding processes: one per core beyond the first (the forward pass uses the rest)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+#: Median file size above which photos are decoded by one process per core: decoding a
+#: JPEG costs about in proportion to its size (48 ms of CPU for a 24-megapixel one even at
+#: 1/8 scale, against 20 ms for EfficientNet-Lite2's forward pass on 2 cores), so large
+#: photos are decode-bound and small ones encode-bound (docs/benchmarks.md).
+LARGE_FILE_BYTES = 1 << 20
+
+
+def default_workers(paths: Sequence[str | Path] = ()) -> int:
+    """Decoding processes: one per core beyond the first (the forward pass uses the rest),
+    or one per core when the photos are large (median of up to 64 sampled files)."""
+    cores = os.cpu_count() or 2
+    sizes = []
+    for path in paths[:: max(1, len(paths) // 64)][:64]:
+        try:
+            sizes.append(os.path.getsize(path))
+        except OSError:
+            continue
+    if sizes and float(np.median(sizes)) > LARGE_FILE_BYTES:
+        return cores
+    return max(1, cores - 1)
 
 
 class _Pool:
@@ -158,7 +175,7 @@ def extract_features(
     """
     report = ExtractionReport(n_files=len(paths))
     names = [str(p) for p in paths]
-    pool = _Pool(default_workers() if workers is None else workers)
+    pool = _Pool(default_workers(names) if workers is None else workers)
     window = _Window(PREFETCH_BATCHES * batch_size)
     start = time.perf_counter()
     try:
