@@ -38,6 +38,16 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
+def prior_model(tmp_path: Path) -> str:
+    """A saved `prior` model over the words sky, sea and cat (no image features needed)."""
+    from phototag.data import from_label_sets
+    from phototag.models import create_annotator
+
+    train = from_label_sets("t", list("abcd"), [["sky", "sea"], ["sky"], ["sky", "cat"], ["sea"]])
+    return str(create_annotator("prior").fit(train).save(tmp_path / "model"))
+
+
+@pytest.fixture
 def fixture_copy(tmp_path: Path):
     """Copy ``tests/fixtures/<name>`` into a temporary folder (to modify it) and return it."""
 

@@ -14,9 +14,9 @@ from phototag.data import AnnotationSet, Vocabulary, multi_hot
 from phototag.decoding import TopK
 from phototag.errors import InvalidInputError, NotFittedError
 from phototag.metrics import overall_f1_score
+from phototag.model_selection import cv_folds, parameter_grid, select_by_cv
 from phototag.models import Annotator, available_annotators, create_annotator
 from phototag.models import _cca_linalg as la
-from phototag.model_selection import cv_folds, parameter_grid, select_by_cv
 from phototag.models.cca import label_embedding_matrix
 
 

@@ -8,17 +8,9 @@ from pathlib import Path
 import pytest
 
 from phototag.app.cli import main
-from phototag.data import from_label_sets
 from phototag.metadata import read_keywords
-from phototag.models import create_annotator
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-@pytest.fixture
-def prior_model(tmp_path):
-    train = from_label_sets("t", list("abcd"), [["sky", "sea"], ["sky"], ["sky", "cat"], ["sea"]])
-    return str(create_annotator("prior").fit(train).save(tmp_path / "model"))
 
 
 @pytest.fixture
