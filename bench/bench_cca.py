@@ -128,8 +128,8 @@ def evaluate(model, test, decoder) -> tuple[dict[str, Any], float]:
 
 def run_dataset(args, spec: str, features: str, k: int) -> dict[str, Any]:
     from phototag.decoding import TopK
-    from phototag.models import create_annotator
     from phototag.model_selection import select_by_cv
+    from phototag.models import create_annotator
 
     data = load(spec, features, args.features_file if spec == args.dataset else None)
     train, test = data.split("train"), data.split("test")

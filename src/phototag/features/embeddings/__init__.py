@@ -18,6 +18,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from phototag.cache import cache_dir
 from phototag.errors import InvalidInputError
 from phototag.features.embeddings._base import (
     EmbeddingReport,
@@ -28,7 +29,6 @@ from phototag.features.embeddings._base import (
     phrase_keys,
     tag_tokens,
 )
-from phototag.cache import cache_dir
 from phototag.features.embeddings._errors import MissingDependencyError
 from phototag.features.embeddings.glove import GloveEmbedding
 from phototag.features.embeddings.minilm import MiniLMEmbedding

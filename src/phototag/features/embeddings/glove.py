@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from phototag.cache import cache_dir, write_atomically
 from phototag.errors import DatasetFormatError
 from phototag.features.embeddings._base import TableEmbedding
-from phototag.cache import cache_dir, write_atomically
 from phototag.features.embeddings._errors import MissingDependencyError
 from phototag.features.embeddings._parquet import read_string_column
 

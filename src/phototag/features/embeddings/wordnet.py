@@ -39,9 +39,9 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from phototag.cache import cache_dir
 from phototag.errors import InvalidInputError
 from phototag.features.embeddings._base import TableEmbedding, _check_words
-from phototag.cache import cache_dir
 from phototag.features.embeddings.wordnet_db import POS_FILES, WordNetDatabase
 
 ALGORITHM_VERSION = 1
