@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.decoding import Decoder, TopK
-from phototag.features.attach import with_encoder_features
-from phototag.features.encoders import ImageEncoder, create_encoder
 from phototag.models.base import Annotator, decoded_tags
+
+if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are annotated
+    from phototag.features.encoders import ImageEncoder
 
 
 class Scorer(Protocol):
@@ -99,6 +100,8 @@ def annotate_files(
     default they are created from ``model.required_features()`` on `runtime`.
     """
     if encoders is None:
+        from phototag.features.encoders import create_encoder
+
         encoders = [create_encoder(name, runtime=runtime) for name in model.required_features()]
     bar = tqdm(total=len(paths), desc="annotating", unit="photo", disable=not progress)
     try:
@@ -120,6 +123,8 @@ def _annotate_chunk(
     encoders: Sequence[ImageEncoder],
     options: dict,
 ) -> Iterator[FileAnnotation]:
+    from phototag.features.attach import with_encoder_features
+
     data = AnnotationSet(
         name="photos",
         item_ids=paths,

@@ -232,10 +232,9 @@ def extract_resumable(paths: Sequence[str], journal: Journal, args: argparse.Nam
     Journaled files are neither hashed nor decoded again. Prints the extraction report
     (computed, already stored, failed) and returns the run's `BatchSummary`.
     """
-    from phototag.features.attach import default_store_root
     from phototag.features.encoders import create_encoder
     from phototag.features.extract import ExtractionReport, extract_features
-    from phototag.features.store import FeatureStore
+    from phototag.features.store import FeatureStore, default_store_root
 
     encoder = create_encoder(args.encoder, runtime=args.runtime)
     root = default_store_root() if args.store is None else args.store

@@ -140,7 +140,7 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_store_options(parser: argparse.ArgumentParser, features: bool = False) -> None:
-    from phototag.features.attach import default_store_root
+    from phototag.features.store import default_store_root
 
     if features:
         parser.add_argument(

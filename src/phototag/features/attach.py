@@ -6,17 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from phototag.cache import cache_dir
 from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError
 from phototag.features.encoders import ImageEncoder, create_encoder
 from phototag.features.extract import ExtractionReport, extract_features
-from phototag.features.store import FeatureStore
-
-
-def default_store_root() -> Path:
-    """Where features are stored unless told otherwise: ``<cache>/features``."""
-    return cache_dir() / "features"
+from phototag.features.store import FeatureStore, default_store_root
 
 
 def with_encoder_features(

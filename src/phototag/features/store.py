@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phototag.cache import cache_dir
 from phototag.errors import InvalidInputError
 
 _DTYPES = ("float16", "float32")
@@ -34,6 +35,11 @@ _DTYPES = ("float16", "float32")
 def _safe_name(encoder_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_id)
 
+
+
+def default_store_root() -> Path:
+    """Where features are stored unless told otherwise: ``<cache>/features``."""
+    return cache_dir() / "features"
 
 class FeatureStore:
     """Append-only store of fixed-size feature vectors for one encoder.

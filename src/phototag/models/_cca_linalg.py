@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
-from sklearn.metrics.pairwise import additive_chi2_kernel
 
 from phototag.errors import InvalidInputError
 
@@ -120,6 +119,8 @@ def direct_cca(x: np.ndarray, t: np.ndarray, reg_x: float = 0.0, reg_t: float = 
 # -------------------------------------------------------------------------------- kernels
 def chi2_distances(a: np.ndarray, b: np.ndarray, n_threads: int = 2) -> np.ndarray:
     """``sum_i (a_i - b_i)^2 / (a_i + b_i)`` between rows (0/0 counts 0); non-negative inputs."""
+    from sklearn.metrics.pairwise import additive_chi2_kernel  # slow to import: on first use
+
     a = np.ascontiguousarray(a, dtype=np.float64)
     b = np.ascontiguousarray(b, dtype=np.float64)
     step = max(1, BLOCK_CELLS // max(1, b.shape[0] * 8))
