@@ -1,0 +1,1 @@
+"""One module per `phototag` command; each has `register(commands)`."""

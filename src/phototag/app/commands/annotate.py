@@ -1,0 +1,243 @@
+"""`phototag annotate` (keywords for photos, optionally written to XMP) and `phototag untag`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from phototag.app.options import add_store_options
+
+
+def _add_annotate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "annotate",
+        help="suggest keywords for photos (files and folders)",
+        description="Suggest keywords for photos with a trained model. Folders are searched "
+        "recursively (hidden files skipped). Unreadable photos are reported on stderr and "
+        "skipped; the exit status is 1 if any photo failed.",
+        epilog="--format json prints one JSON object per photo and line: "
+        '{"path": ..., "tags": [{"label": ..., "score": ...}, ...]}, best first.',
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders")
+    parser.add_argument(
+        "--model",
+        default="default",
+        metavar="NAME|DIR",
+        help="a shipped model name or a directory from `phototag train` (default: default)",
+    )
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--top-k", type=int, metavar="K", help="the K best keywords per photo")
+    choice.add_argument("--threshold", type=float, metavar="T", help="keywords scoring >= T")
+    choice.add_argument(
+        "--auto",
+        action="store_true",
+        help="the model's own decoder, e.g. per-label thresholds (the default)",
+    )
+    parser.add_argument(
+        "--vocabulary",
+        type=Path,
+        metavar="FILE",
+        help="suggest only these words (one per line), no training needed: ImageNet classes "
+        "mapped through WordNet, combined with the model for words it knows",
+    )
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    add_store_options(parser)
+    from phototag.app.batch import add_batch_options
+
+    add_batch_options(parser, report=True)
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where decoding, encoding and scoring run: this process (default) or Ray Data "
+        "(pip install 'phototag[ray]'; same results, in the same order; docs/ray.md)",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="the Ray cluster for --engine ray, run from one of its nodes (auto or HOST:6379; "
+        "implies --engine ray; default: start a local Ray instance)",
+    )
+    _add_write_options(parser)
+    parser.set_defaults(run=_run_annotate)
+
+
+def _run_annotate(args: argparse.Namespace) -> int:
+    import csv
+
+    from phototag.annotation import UserVocabulary, annotate_files
+    from phototag.app.batch import BatchSummary, open_journal, record_annotation, resume_annotations
+    from phototag.decoding import Threshold, TopK
+    from phototag.imaging import iter_image_files
+    from phototag.models.open_vocabulary import read_word_list
+    from phototag.pretrained import load_model
+
+    model = load_model(args.model)
+    if args.vocabulary is not None:
+        model = UserVocabulary(read_word_list(args.vocabulary), trained=model)
+    decoder = None
+    if args.top_k is not None:
+        decoder = TopK(args.top_k)
+    elif args.threshold is not None:
+        decoder = Threshold(args.threshold)
+    missing = [p for p in args.paths if not p.exists()]
+    for path in missing:
+        print(f"skipped: {path}: no such file or folder", file=sys.stderr)
+    paths = list(iter_image_files([p for p in args.paths if p.exists()]))
+    if not paths:
+        print("phototag: no photos found", file=sys.stderr)
+        return 1
+    writer = csv.writer(sys.stdout) if args.format == "csv" else None
+    keyword_writer = _keyword_writer(args, model)
+    if writer:
+        writer.writerow(["path", "label", "score"])
+    summary = BatchSummary("annotate")
+    for path in missing:
+        summary.add(str(path), f"{path}: no such file or folder")
+
+    def annotate(todo: list[str]) -> Any:
+        if args.engine == "ray" or args.address is not None:
+            return _annotate_on_ray(todo, model, decoder, args)
+        return annotate_files(
+            todo, model, decoder, store_root=args.store, runtime=args.runtime,
+            batch_size=args.batch_size, workers=args.workers, chunk_size=args.chunk_size,
+            progress=False,
+        )  # fmt: skip
+
+    # a run that writes sidecars must see them changed (e.g. by `untag`) to write again
+    sidecars = _sidecar_paths if args.write is not None else None
+    with open_journal("annotate", args, [str(p) for p in args.paths], sidecars) as journal, \
+            _maybe_report(args.report, "phototag annotate") as report:  # fmt: skip
+        for path in missing if report is not None else ():
+            report.add(path, error=f"{path}: no such file or folder")
+        for result, replayed in resume_annotations(paths, journal, annotate):
+            if result.error is not None:
+                print(f"skipped: {result.error}", file=sys.stderr)
+            elif writer:
+                rows = [(result.path, label, f"{score:.4f}") for label, score in result.tags]
+                writer.writerows(rows)
+            elif args.format == "json":
+                tags = [{"label": label, "score": round(score, 6)} for label, score in result.tags]
+                print(json.dumps({"path": result.path, "tags": tags}, ensure_ascii=False))
+            else:
+                keywords = ", ".join(f"{label} ({score:.2f})" for label, score in result.tags)
+                print(f"{result.path}: {keywords or '-'}")
+            sys.stdout.flush()
+            done = True  # journaled once output and keyword write are done; never twice
+            if keyword_writer is not None and result.error is None and not replayed:
+                done = keyword_writer.write(result.path, result.tags) is not None
+            if done and not replayed:
+                record_annotation(journal, result)
+            summary.add(result.path, result.error, replayed=replayed, empty=not result.tags)
+            if report is not None:
+                report.add(result.path, result.tags, result.error)
+        if report is not None:
+            report.summary = summary.lines()
+    summary.print(journal)
+    if summary.n_skipped:
+        print(
+            f"{summary.n_skipped} of {summary.files} photos could not be annotated", file=sys.stderr
+        )
+    if keyword_writer is not None:
+        print(keyword_writer.summary(), file=sys.stderr)
+        if keyword_writer.failed:
+            return 1
+    return 1 if summary.n_skipped else 0
+
+
+def _annotate_on_ray(paths: list[str], model: Any, decoder: Any, args: argparse.Namespace) -> Any:
+    """`phototag.engines.ray.annotate_files_ray` with the annotate options."""
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+    from phototag.models.open_vocabulary import read_word_list
+
+    words = read_word_list(args.vocabulary) if args.vocabulary is not None else None
+    return annotate_files_ray(
+        paths, ModelSource.of(args.model, words), decoder, encoders=model.required_features(),
+        address=args.address, runtime=args.runtime, batch_size=args.batch_size, progress=False,
+    )  # fmt: skip
+
+
+def _sidecar_paths(photo: str) -> Any:
+    from phototag.metadata.reading import sidecar_paths
+
+    return sidecar_paths(photo)
+
+
+def _maybe_report(path: Path | None, title: str) -> Any:
+    """An `HtmlReport` writing to `path`, or a no-op context giving ``None``."""
+    import contextlib
+
+    from phototag.report import HtmlReport
+
+    return HtmlReport(path, title=title) if path is not None else contextlib.nullcontext()
+
+
+def _add_write_options(parser: argparse.ArgumentParser) -> None:
+    """annotate --write xmp [--embed] [--dry-run]: keywords into metadata (photo-library.md)."""
+    parser.add_argument(
+        "--write",
+        choices=("xmp",),
+        help="write the keywords into XMP metadata: a sidecar photo.jpg.xmp (or the existing "
+        "photo.xmp); your own keywords are kept, `phototag untag` removes phototag's",
+    )
+    parser.add_argument(
+        "--embed",
+        action="store_true",
+        help="with --write: into the photo itself (JPEG, TIFF, PNG, WebP), through a verified "
+        "temporary copy that replaces it atomically",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="with --write: show what would change, write nothing"
+    )
+
+
+def _keyword_writer(args: argparse.Namespace, model: Any) -> Any:
+    """A `KeywordWriter` for ``--write xmp``, or None."""
+    from phototag.errors import InvalidInputError
+    from phototag.metadata import KeywordWriter, Provenance
+
+    if args.write is None:
+        if args.embed or args.dry_run:
+            raise InvalidInputError("--embed/--dry-run", "--write xmp with them", "no --write")
+        return None
+    trained = getattr(model, "trained", model)
+    name = getattr(trained, "name", "") if trained is not None else ""
+    source = Path(args.model).name if Path(args.model).expanduser().is_dir() else args.model
+    model_id = f"{name}:{source}" if name else str(source)
+    if args.vocabulary is not None:
+        model_id = f"vocabulary:{args.vocabulary.name}+{model_id}"
+    return KeywordWriter(Provenance(model_id), embed=args.embed, dry_run=args.dry_run)
+
+
+def _add_untag(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "untag",
+        help="remove the keywords phototag wrote (and nothing else)",
+        description="Remove every keyword phototag wrote into photos or their XMP sidecars, "
+        "with its provenance; keywords people wrote stay. Folders are searched recursively.",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be removed")
+    parser.set_defaults(run=_run_untag)
+
+
+def _run_untag(args: argparse.Namespace) -> int:
+    from phototag.imaging import iter_image_files
+    from phototag.metadata import untag_files
+
+    missing = [p for p in args.paths if not p.exists()]
+    for path in missing:
+        print(f"skipped: {path}: no such file or folder", file=sys.stderr)
+    paths = [str(p) for p in iter_image_files([p for p in args.paths if p.exists()])]
+    changed, failed = untag_files(paths, dry_run=args.dry_run)
+    verb = "would untag" if args.dry_run else "untagged"
+    print(f"{verb} {changed} files of {len(paths)} photos; {failed} failed", file=sys.stderr)
+    return 1 if failed or missing else 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _add_annotate(commands)
+    _add_untag(commands)

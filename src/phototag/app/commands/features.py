@@ -1,0 +1,70 @@
+"""`phototag features`: compute and store encoder features, resumably."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from phototag.app.options import EPILOG, add_store_options
+
+
+def _add_features(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "features",
+        help="compute and store image features of photos or a dataset",
+        description="Compute each photo's encoder features once and keep them in a feature "
+        "store (keyed by file content and encoder), so training, evaluation and annotation "
+        "reuse them. Resumable: a killed run continues where it stopped.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photos or folders")
+    parser.add_argument("--dataset", metavar="NAME:PATH", help="a dataset's photos instead")
+    parser.add_argument(
+        "--encoder",
+        default="efficientnet_lite2",
+        help="image encoder (default: efficientnet_lite2; `phototag encoders` lists them)",
+    )
+    add_store_options(parser)
+    from phototag.app.batch import add_batch_options
+
+    add_batch_options(parser)
+    parser.set_defaults(run=_run_features)
+
+
+def _run_features(args: argparse.Namespace) -> int:
+    from phototag.app.batch import extract_resumable, open_journal
+
+    if (args.dataset is None) == (not args.paths):
+        from phototag.errors import InvalidInputError
+
+        raise InvalidInputError("features", "photos/folders or --dataset NAME:PATH (one of them)",
+                                "both" if args.paths else "neither")  # fmt: skip
+    inputs = [args.dataset] if args.dataset is not None else [str(p) for p in args.paths]
+    with open_journal("features", args, inputs) as journal:
+        summary = extract_resumable(_photo_paths(args), journal, args)
+    summary.print(journal)
+    return 0 if summary.done else 1
+
+
+def _photo_paths(args: argparse.Namespace) -> list[str]:
+    """The image files a `features` run works on: a dataset's, or those under PATHs."""
+    from phototag.errors import InvalidInputError
+    from phototag.imaging import iter_image_files
+
+    if args.dataset is None:
+        return [str(p) for p in iter_image_files(args.paths)]
+    from phototag.data.readers import read_dataset
+
+    dataset = read_dataset(args.dataset)
+    if dataset.image_paths is None:
+        raise InvalidInputError(
+            "--dataset",
+            "a dataset with images",
+            f"{dataset.name} (labels only)",
+            "Give the reader the image folder: NAME:PATH?images=DIR.",
+        )
+    return [str(p) for p in dataset.image_paths]
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _add_features(commands)

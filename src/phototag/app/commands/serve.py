@@ -1,0 +1,77 @@
+"""`phototag serve`: the web page and REST API."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    import os
+
+    parser = commands.add_parser(
+        "serve", help="web page + REST API: suggested keywords to accept or reject",
+        description="Serve a web page and a REST API (OpenAPI docs at /docs) that suggest "
+        "keywords for uploaded photos or photos of --folder; accept/reject decisions are "
+        "stored for `phototag train --feedback`. Binds to localhost unless --host is given; "
+        "any other host requires --token. docs/serve.md.",
+    )  # fmt: skip
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    parser.add_argument(
+        "--model",
+        default="default",
+        metavar="NAME|DIR",
+        help="a shipped model name or a directory from `phototag train`",
+    )
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        metavar="DIR",
+        help="a photo folder to browse (nothing outside it is ever readable)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("PHOTOTAG_TOKEN"),
+        help="secret every API call must send as 'Authorization: Bearer TOKEN' "
+        "(default: $PHOTOTAG_TOKEN); required for a non-localhost --host",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="where uploads and decisions (feedback.sqlite) are kept "
+        "(default: $PHOTOTAG_DATA or ~/.local/share/phototag)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=25.0,
+        help="largest accepted upload in MiB (default: 25)",
+    )
+    parser.add_argument("--store", type=Path, metavar="DIR", help="feature store directory")
+    parser.add_argument(
+        "--runtime",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="where the encoder runs (default: onnx, falls back to torch)",
+    )
+    parser.set_defaults(run=_run_serve)  # fmt: skip
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from phototag.app.server import ServerConfig, serve
+
+    config = ServerConfig(
+        model=args.model, host=args.host, port=args.port, folder=args.folder,
+        token=args.token or None, store=args.store, runtime=args.runtime,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+    )  # fmt: skip
+    if args.data is not None:
+        config.data_dir = args.data
+    serve(config)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    _add_serve(commands)

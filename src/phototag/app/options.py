@@ -1,0 +1,93 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EPILOG = "Datasets are given as NAME:PATH[?option=value&...]; `phototag datasets` lists the names."
+
+
+def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -> None:
+    from phototag.features.store import default_store_root
+
+    if features:
+        parser.add_argument(
+            "--features",
+            action="append",
+            metavar="ENCODER",
+            help="encoder features to attach (default: the ones the model reads); repeatable",
+        )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"feature store directory (default: {default_store_root()})",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="where the encoder runs (default: onnx, falls back to torch)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="stored precision (float16 halves the disk and memory use)",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="decoding processes (default: cores - 1, or one per core for photos over 1 MiB; "
+        "0 decodes in-process)",
+    )
+
+
+def attach_features(dataset: Any, encoders: Sequence[str], args: argparse.Namespace) -> Any:
+    from phototag.features.attach import with_encoder_features
+
+    for name in encoders:
+        if name in dataset.features:
+            continue
+        dataset, report = with_encoder_features(
+            dataset,
+            name,
+            store_root=args.store,
+            runtime=args.runtime,
+            dtype=args.dtype,
+            batch_size=args.batch_size,
+            workers=args.workers,
+        )
+        print(f"{name}: {report.summary()}", file=sys.stderr)
+        for path, reason in report.failures:
+            print(f"skipped: {reason or path}", file=sys.stderr)
+    return dataset
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    from phototag.errors import InvalidInputError
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError("--param", "KEY=VALUE", repr(pair))
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def print_rows(rows: Sequence[tuple[str, Any]]) -> None:
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
