@@ -167,3 +167,6 @@ def test_large_photos_get_a_decoding_process_per_core(tmp_path, monkeypatch):
     assert extract.default_workers([str(small)] * 10) == 3
     assert extract.default_workers([str(large)] * 10) == 4
     assert extract.default_workers([str(tmp_path / "missing.jpg")]) == 3
+    monkeypatch.setattr(extract.os, "cpu_count", lambda: 2)
+    assert extract.default_workers([str(small)] * 10) == 0  # decoded between forward passes
+    assert extract.default_workers([str(large)] * 10) == 2

@@ -46,8 +46,8 @@ def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -
         "--workers",
         type=int,
         default=None,
-        help="decoding processes (default: cores - 1, or one per core for photos over 1 MiB; "
-        "0 decodes in-process)",
+        help="decoding processes (default: one per core for photos over 1 MiB, otherwise "
+        "cores - 1, or 0 on 2 cores; 0 decodes in the main process)",
     )
 
 
