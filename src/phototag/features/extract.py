@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,7 +182,6 @@ def extract_features(
     report = ExtractionReport(n_files=len(paths))
     names = [str(p) for p in paths]
     pool = _Pool(default_workers(names) if workers is None else workers)
-    window = _Window(PREFETCH_BATCHES * batch_size)
     start = time.perf_counter()
     try:
         digests: list[str | None] = []
@@ -209,35 +209,52 @@ def extract_features(
             todo.append((path, digest))
         report.n_reused = sum(1 for d in digests if d is not None and d in done)
         start = time.perf_counter()
-        jobs = window.feed((path, encoder.preprocess) for path, _ in todo)
-        decoded = pool.imap(_decode, jobs)
         bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
-        batch: list[np.ndarray] = []
-        batch_digests: list[str] = []
-        for (path, digest), (pixels, error) in zip(todo, decoded, strict=True):
-            window.done()
-            if pixels is None:
-                report.failures.append((path, error or "unknown error"))
-                bar.update(1)
-                continue
-            batch.append(pixels)
-            batch_digests.append(digest)
-            if len(batch) == batch_size:
-                _encode_batch(encoder, store, batch, batch_digests)
-                bar.update(len(batch))
-                report.n_computed += len(batch)
-                batch, batch_digests = [], []
-        if batch:
-            _encode_batch(encoder, store, batch, batch_digests)
-            bar.update(len(batch))
-            report.n_computed += len(batch)
+        todo_paths = [path for path, _ in todo]
+        with closing(decoded_batches(todo_paths, encoder.preprocess, batch_size, pool)) as batches:
+            for indices, batch, failures in batches:
+                report.failures.extend(failures)
+                if batch:
+                    _encode_batch(encoder, store, batch, [todo[i][1] for i in indices])
+                    report.n_computed += len(batch)
+                bar.update(len(batch) + len(failures))
         bar.close()
     finally:
-        window.close()
         pool.close()
     report.seconds = time.perf_counter() - start
     failed = {path for path, _ in report.failures}
     return [None if p in failed else d for p, d in zip(names, digests, strict=True)], report
+
+
+def decoded_batches(
+    paths: Sequence[str | Path], preprocess: Preprocess, batch_size: int, pool: _Pool
+) -> Iterator[tuple[list[int], list[np.ndarray], list[tuple[str, str]]]]:
+    """The photos as the encoder's uint8 inputs, `batch_size` at a time, decoded in `pool`.
+
+    Yields ``(indices into paths, inputs, failures met since the last batch)``; failures
+    are ``(path, reason)``. Decoding runs at most `PREFETCH_BATCHES` batches ahead of the
+    consumer. Close the generator (`contextlib.closing`) before closing the pool.
+    """
+    window = _Window(PREFETCH_BATCHES * batch_size)
+    try:
+        decoded = pool.imap(_decode, window.feed((str(p), preprocess) for p in paths))
+        indices: list[int] = []
+        batch: list[np.ndarray] = []
+        failures: list[tuple[str, str]] = []
+        for i, (pixels, error) in enumerate(decoded):
+            window.done()
+            if pixels is None:
+                failures.append((str(paths[i]), error or "unknown error"))
+            else:
+                indices.append(i)
+                batch.append(pixels)
+            if len(batch) == batch_size:
+                yield indices, batch, failures
+                indices, batch, failures = [], [], []
+        if batch or failures:
+            yield indices, batch, failures
+    finally:
+        window.close()
 
 
 def _encode_batch(

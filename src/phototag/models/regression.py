@@ -20,6 +20,7 @@ import math
 import sys
 import warnings
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -31,7 +32,7 @@ from phototag.data import AnnotationSet
 from phototag.decoding import TopK
 from phototag.errors import InvalidInputError
 from phototag.features.encoders import Backbone, ImageEncoder, create_encoder
-from phototag.features.extract import _decode, _Pool, default_workers, normalize
+from phototag.features.extract import _Pool, decoded_batches, default_workers, normalize
 from phototag.models.base import Annotator
 from phototag.models.cca import label_embedding_matrix
 from phototag.models.registry import register_annotator
@@ -566,29 +567,16 @@ def _l2_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _decoded_batches(
     paths: list[str], encoder: ImageEncoder, workers: int | None, batch_size: int = 32
 ) -> Iterator[tuple[list[int], list[np.ndarray], list[tuple[str, str]]]]:
-    """(item indices, uint8 encoder inputs, failures) per batch, decoded in worker processes.
+    """`phototag.features.extract.decoded_batches` of `paths` in a pool of its own.
 
     A single batch is decoded in-process: starting workers would cost more than it saves
     (and a service scoring a few uploads should not fork).
     """
     if len(paths) <= batch_size:
         workers = 0
-    pool = _Pool(default_workers() if workers is None else workers)
+    pool = _Pool(default_workers(paths) if workers is None else workers)
     try:
-        decoded = pool.imap(_decode, [(str(p), encoder.preprocess) for p in paths])
-        indices: list[int] = []
-        batch: list[np.ndarray] = []
-        failures: list[tuple[str, str]] = []
-        for i, (pixels, error) in enumerate(decoded):
-            if pixels is None:
-                failures.append((str(paths[i]), error or "unknown error"))
-            else:
-                indices.append(i)
-                batch.append(pixels)
-            if len(batch) == batch_size:
-                yield indices, batch, failures
-                indices, batch, failures = [], [], []
-        if batch or failures:
-            yield indices, batch, failures
+        with closing(decoded_batches(paths, encoder.preprocess, batch_size, pool)) as batches:
+            yield from batches
     finally:
         pool.close()
