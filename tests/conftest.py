@@ -37,6 +37,19 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def scene(shared_data: Path):
+    """Mulan scene (real features, 6 labels): its train and test splits, per test module."""
+    import warnings
+
+    from phototag.data.readers import read_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = read_dataset(f"mulan:{shared_data / 'mulan'}?name=scene")
+    return data.split("train"), data.split("test")
+
+
 @pytest.fixture
 def prior_model(tmp_path: Path) -> str:
     """A saved `prior` model over the words sky, sea and cat (no image features needed)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -404,16 +403,6 @@ def test_cross_validation_helper():
 
 
 # ----------------------------------------------------------------------- real data
-@pytest.fixture(scope="module")
-def scene(shared_data):
-    from phototag.data.readers import read_dataset
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = read_dataset(f"mulan:{shared_data / 'mulan'}?name=scene")
-    return data.split("train"), data.split("test")
-
-
 @pytest.mark.parametrize(
     ("name", "config"),
     [

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -304,16 +302,6 @@ def test_ivf_search_inside_a_model(toy):
 
 
 # ---------------------------------------------------------------------- real data (Mulan)
-@pytest.fixture(scope="module")
-def scene(shared_data):
-    from phototag.data.readers import read_dataset
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = read_dataset(f"mulan:{shared_data / 'mulan'}?name=scene")
-    return data.split("train"), data.split("test")
-
-
 def _top2_f1(model, test):
     predicted = TopK(2).decode(model.scores(test))
     return class_f1_score(test.labels, predicted), overall_f1_score(test.labels, predicted)
