@@ -233,7 +233,8 @@ def build_encoder(runtime: str, cache: Path):  # type: ignore[no-untyped-def]
 
 def premade_batch(encoder, paths: Sequence[str], batch: int):  # type: ignore[no-untyped-def]
     """The first `batch` files through the extraction's own preprocessing, normalised."""
-    from phototag.features.extract import load_model_input, normalize
+    from phototag.features.encoders.preprocess import normalize
+    from phototag.features.extract import load_model_input
 
     pixels = [load_model_input(p, encoder.preprocess) for p in paths[:batch]]
     while len(pixels) < batch:
@@ -632,6 +633,27 @@ def print_tables(result: dict[str, Any]) -> None:
         )
 
 
+def merge_throughput(out: Path, sets: dict[str, Any], command: str) -> dict[str, Any]:
+    """The stored throughput results with this run's (set, runtime) entries replaced.
+
+    Each entry records the command that measured it; an entry measured with
+    ``--no-naive`` keeps the stored naive rate (the naive pipeline does not change).
+    """
+    stored = json.loads(out.read_text()) if out.exists() else {}
+    merged: dict[str, Any] = stored.get("throughput", {}).get("sets", {})
+    for set_name, new in sets.items():
+        old_runtimes = merged.get(set_name, {}).get("runtimes", {})
+        for runtime, entry in new["runtimes"].items():
+            entry["command"] = command
+            naive = old_runtimes.get(runtime, {}).get("naive_images_per_s")
+            if "naive_images_per_s" not in entry and naive:
+                entry["naive_images_per_s"] = naive
+                entry["speedup_vs_naive"] = round(entry["end_to_end_images_per_s"] / naive, 2)
+        runtimes = {**old_runtimes, **new["runtimes"]}
+        merged[set_name] = {**merged.get(set_name, {}), **new, "runtimes": runtimes}
+    return merged
+
+
 def update_results(out: Path, section: str, value: Any, command: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     result["benchmark"] = "feature extraction: end-to-end throughput and memory"
@@ -685,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
             result = update_results(args.out, f"tune_{args.set}_{args.runtime}", tune, command)
             return 0
         if args.command in ("all", "throughput"):
-            sets = run_throughput(args, work_root)
+            sets = merge_throughput(args.out, run_throughput(args, work_root), command)
             result = update_results(args.out, "throughput", {"sets": sets}, command)
         if args.command in ("all", "memory"):
             memory = run_memory(args, work_root)

@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from phototag.data.readers import read_dataset  # noqa: E402
 from phototag.decoding import TopK  # noqa: E402
 from phototag.features.encoders import create_encoder  # noqa: E402
-from phototag.features.extract import load_model_input, normalize  # noqa: E402
+from phototag.features.encoders.preprocess import normalize  # noqa: E402
+from phototag.features.extract import load_model_input  # noqa: E402
 from phototag.metrics import annotation_report  # noqa: E402
 from phototag.models import create_annotator  # noqa: E402
 

@@ -3,6 +3,7 @@ predictions on public-domain photos, preprocessing, ResNet weights round trips, 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
@@ -397,6 +398,39 @@ def test_onnx_runtime_matches_eager(lite0, photos, tmp_path):
     mtime = files[0].stat().st_mtime_ns
     create_encoder("efficientnet_lite0", runtime="onnx", cache_dir=tmp_path)
     assert files[0].stat().st_mtime_ns == mtime
+
+
+def test_forward_pixels_normalises_inside_the_onnx_graph(lite0, photos, tmp_path, monkeypatch):
+    from phototag.features.encoders.preprocess import normalize, resize_to_input
+
+    pytest.importorskip("onnxruntime")
+    fast = create_encoder("efficientnet_lite0", runtime="onnx", cache_dir=tmp_path)
+    pixels = np.stack(
+        [
+            np.asarray(resize_to_input(Image.fromarray(photos[n]), lite0.preprocess))
+            for n in ("cat", "coffee")
+        ]
+    )
+    expected = lite0.forward_features(normalize(pixels, lite0.preprocess), ["pooled", "logits"])
+    for encoder in (lite0, fast):  # torch normalises in numpy, ONNX inside the graph
+        got = encoder.forward_pixels(pixels, ["pooled", "logits"])
+        for name in expected:
+            scale = max(expected[name].abs().max().item(), 1.0)
+            assert (got[name] - expected[name]).abs().max().item() <= 1e-4 * scale, name
+    graphs = sorted(p.name for p in (tmp_path / "encoders").glob("*.onnx"))
+    pixel_graph = f"{graphs[1][:-5]}-pixels-{lite0.preprocess.digest()}.onnx"
+    assert graphs == [pixel_graph, graphs[1]]
+    # without the onnx package no pixel graph can be built: normalised here, same outputs
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    fast._backend._pixel_sessions.clear()
+    (tmp_path / "encoders" / pixel_graph).unlink()
+    got = fast.forward_pixels(pixels, ["pooled"])["pooled"]
+    assert (got - expected["pooled"]).abs().max().item() <= 1e-4
+    assert not (tmp_path / "encoders" / pixel_graph).exists()
+    with pytest.raises(InvalidInputError, match="pixels"):
+        fast.forward_pixels(pixels.astype(np.float32))
+    with pytest.raises(InvalidInputError, match="pixels"):
+        fast.forward_pixels(pixels[:, :100])
 
 
 @pytest.mark.parametrize("missing", ["onnxruntime", "onnx"])

@@ -11,7 +11,8 @@ from PIL import Image
 from phototag.data import from_label_sets
 from phototag.features.attach import with_encoder_features
 from phototag.features.encoders import create_encoder
-from phototag.features.extract import extract_features, load_model_input, normalize
+from phototag.features.encoders.preprocess import normalize
+from phototag.features.extract import extract_features, load_model_input
 from phototag.features.store import FeatureStore
 
 

@@ -38,7 +38,8 @@ from phototag.data import AnnotationSet
 from phototag.decoding import Decoder, decoder_from_config
 from phototag.errors import InvalidInputError, PhototagError
 from phototag.features.encoders import Preprocess, create_encoder
-from phototag.features.extract import load_model_input, normalize
+from phototag.features.encoders.base import POOLED
+from phototag.features.extract import load_model_input
 from phototag.imaging import ImageLoadError
 from phototag.models.base import decoded_tags
 from phototag.pretrained import DEFAULT_MODEL, load_model
@@ -130,8 +131,6 @@ class _Annotate:
         ]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
         errors = batch["error"]
         ok = np.flatnonzero(errors == "")
         tags = np.full(len(errors), "", dtype=object)
@@ -146,9 +145,8 @@ class _Annotate:
                 image_paths=paths,
             )
             for encoder, column in self.encoders:
-                x = normalize(np.ascontiguousarray(batch[column][ok]), encoder.preprocess)
-                with torch.inference_mode():
-                    data.features[encoder.name] = encoder.pooled(x).float().numpy()
+                pooled = encoder.forward_pixels(batch[column][ok], [POOLED])[POOLED]
+                data.features[encoder.name] = pooled.float().numpy()
             decoded = decoded_tags(self.model.scores(data), vocabulary, self.decoder)
             for i, pairs in zip(ok, decoded, strict=True):
                 tags[i] = json.dumps(pairs)  # floats round-trip exactly through JSON

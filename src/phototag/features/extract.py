@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from phototag.features.encoders import ImageEncoder, Preprocess
+from phototag.features.encoders.base import POOLED
 from phototag.features.encoders.preprocess import resize_to_input
 from phototag.features.store import FeatureStore
 from phototag.imaging import ImageLoadError, file_digest, load_image
@@ -39,14 +39,6 @@ def load_model_input(path: str | Path, preprocess: Preprocess) -> np.ndarray:
     min_side = math.ceil(preprocess.input_size / crop)
     image = load_image(path, max_side=None, min_side=min_side)
     return np.array(resize_to_input(image, preprocess), dtype=np.uint8)
-
-
-def normalize(batch: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
-    """uint8 ``[N, S, S, 3]`` -> the encoder's float32 ``[N, 3, S, S]`` input."""
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
-    std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=torch.contiguous_format)
 
 
 @dataclass
@@ -260,7 +252,5 @@ def decoded_batches(
 def _encode_batch(
     encoder: ImageEncoder, store: FeatureStore, batch: list[np.ndarray], digests: list[str]
 ) -> None:
-    x = normalize(np.stack(batch), encoder.preprocess)
-    with torch.inference_mode():
-        vectors = encoder.pooled(x).float().numpy()
-    store.add(digests, vectors)
+    vectors = encoder.forward_pixels(np.stack(batch), [POOLED])[POOLED]
+    store.add(digests, vectors.float().numpy())

@@ -32,7 +32,8 @@ from phototag.data import AnnotationSet
 from phototag.decoding import TopK
 from phototag.errors import InvalidInputError
 from phototag.features.encoders import Backbone, ImageEncoder, create_encoder
-from phototag.features.extract import _Pool, decoded_batches, default_workers, normalize
+from phototag.features.encoders.preprocess import normalize
+from phototag.features.extract import _Pool, decoded_batches, default_workers
 from phototag.models.base import Annotator
 from phototag.models.cca import label_embedding_matrix
 from phototag.models.registry import register_annotator

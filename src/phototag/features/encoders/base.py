@@ -14,7 +14,7 @@ from torch import nn
 
 from phototag.errors import InvalidInputError, PhototagError
 from phototag.features.encoders.imagenet import ImageNetClass
-from phototag.features.encoders.preprocess import ImageLike, Preprocess, transform
+from phototag.features.encoders.preprocess import ImageLike, Preprocess, normalize, transform
 
 POOLED = "pooled"
 LOGITS = "logits"
@@ -61,6 +61,12 @@ class Backend(Protocol):
 
     def run(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]: ...
 
+    def run_pixels(
+        self, pixels: np.ndarray, preprocess: Preprocess, names: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Like `run`, from uint8 ``[N, S, S, 3]`` inputs normalised per `preprocess`."""
+        ...
+
 
 class TorchBackend:
     """Eager PyTorch, under ``torch.inference_mode()`` and in eval mode.
@@ -84,6 +90,11 @@ class TorchBackend:
         finally:
             self.model.train(was_training)
         return {name: out[name].clone() for name in names}
+
+    def run_pixels(
+        self, pixels: np.ndarray, preprocess: Preprocess, names: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        return self.run(normalize(pixels, preprocess), names)
 
 
 class ImageEncoder:
@@ -120,7 +131,7 @@ class ImageEncoder:
 
     @property
     def runtime(self) -> str:
-        """Where :meth:`forward_features` runs: ``"torch"``, ``"onnx"`` or ``"onnx-int8"``."""
+        """Where :meth:`forward_features` runs: ``"torch"`` or ``"onnx"``."""
         return self._backend.runtime
 
     @property
@@ -197,6 +208,30 @@ class ImageEncoder:
         names = self._check_outputs(outputs)
         self._check_batch(x)
         return self._backend.run(x, names)
+
+    def forward_pixels(
+        self, pixels: np.ndarray, outputs: Iterable[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Named outputs for uint8 model inputs ``[N, S, S, 3]`` (already cropped and
+        resized to ``input_size``, as `phototag.features.extract.load_model_input` gives).
+
+        Same outputs as ``forward_features(normalize(pixels))``; on ONNX Runtime the
+        normalisation runs inside the graph, which saves a pass over the batch.
+        """
+        names = self._check_outputs(outputs)
+        size = self.preprocess.input_size
+        if (
+            not isinstance(pixels, np.ndarray)
+            or pixels.dtype != np.uint8
+            or pixels.shape[1:] != (size, size, 3)
+        ):
+            got = (
+                f"{pixels.dtype} array of shape {pixels.shape}"
+                if isinstance(pixels, np.ndarray)
+                else type(pixels).__name__
+            )
+            raise InvalidInputError("pixels", f"a uint8 array (N, {size}, {size}, 3)", got)
+        return self._backend.run_pixels(np.ascontiguousarray(pixels), self.preprocess, names)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Global-average-pooled features ``(N, num_features)``."""

@@ -378,8 +378,8 @@ def efficientnet_lite2(
 ) -> ImageEncoder:
     """EfficientNet-Lite2, ImageNet-1k weights (77.6% top-1 reported for TF), 260 px, 1280-d.
 
-    ``runtime``: ``"torch"`` (eager), ``"onnx"`` (ONNX Runtime, about twice as fast
-    on CPU; exported once into the cache directory) or ``"onnx-int8"``.
+    ``runtime``: ``"torch"`` (eager) or ``"onnx"`` (ONNX Runtime, several times faster
+    on CPU; exported once into the cache directory).
     ``weights``: a file of your own (e.g. fine-tuned) instead of the package's.
     ``pretrained=False``: random weights (tests).
     """

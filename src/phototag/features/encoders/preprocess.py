@@ -216,3 +216,11 @@ def transform(images: Sequence[ImageLike], preprocess: Preprocess) -> torch.Tens
     batch -= mean
     batch *= scale
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+
+def normalize(pixels: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 ``[N, S, S, 3]`` model inputs -> the network's float32 ``[N, 3, S, S]`` batch."""
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.contiguous_format)

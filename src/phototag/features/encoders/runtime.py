@@ -24,18 +24,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import torch
 from torch import nn
 
 from phototag.cache import cache_dir as default_cache_dir
 from phototag.errors import InvalidInputError
 from phototag.features.encoders.base import Backbone, ImageEncoder, TorchBackend, warn_fallback
+from phototag.features.encoders.preprocess import Preprocess, normalize
 
 RUNTIMES: Final = ("torch", "onnx")
 ONNX_OPSET: Final = 17
 #: Bump when the exported graph changes for the same weights (invalidates caches).
 EXPORT_VERSION: Final = 1
 INPUT_NAME: Final = "image"
+PIXELS_NAME: Final = "pixels"
 
 
 def attach_runtime(encoder: ImageEncoder, runtime: str, cache_dir: str | Path | None) -> None:
@@ -171,8 +174,56 @@ def make_session(path: str | Path, threads: int | None = None) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def pixel_graph(path: Path, preprocess: Preprocess) -> Path:
+    """The exported graph at `path` behind a uint8 ``[N, S, S, 3]`` input, normalised
+    per `preprocess` inside the graph (cast, transpose, ``(x - mean) / std``); cached
+    next to it."""
+    import onnx
+    from onnx import compose, helper, numpy_helper
+
+    target = path.with_name(f"{path.stem}-pixels-{preprocess.digest()}.onnx")
+    if target.is_file():
+        return target
+    network = onnx.load(str(path))
+    size = preprocess.input_size
+    mean = np.asarray(preprocess.mean, np.float32).reshape(1, 3, 1, 1)
+    scale = 1.0 / np.asarray(preprocess.std, np.float32).reshape(1, 3, 1, 1)
+    nodes = [
+        helper.make_node("Cast", [PIXELS_NAME], ["as_float"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Transpose", ["as_float"], ["channels_first"], perm=[0, 3, 1, 2]),
+        helper.make_node("Sub", ["channels_first", "mean"], ["centred"]),
+        helper.make_node("Mul", ["centred", "scale"], [INPUT_NAME]),
+    ]
+    uint8, float32 = onnx.TensorProto.UINT8, onnx.TensorProto.FLOAT
+    normalise = helper.make_graph(
+        nodes,
+        "normalise",
+        [helper.make_tensor_value_info(PIXELS_NAME, uint8, ["batch", size, size, 3])],
+        [helper.make_tensor_value_info(INPUT_NAME, float32, ["batch", 3, size, size])],
+        initializer=[numpy_helper.from_array(v, k) for k, v in (("mean", mean), ("scale", scale))],
+    )
+    prefix = helper.make_model(
+        normalise, opset_imports=network.opset_import, ir_version=network.ir_version
+    )
+    merged = compose.merge_models(prefix, network, io_map=[(INPUT_NAME, INPUT_NAME)])
+    handle, temporary = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
+    os.close(handle)
+    try:
+        onnx.save(merged, temporary)
+        os.replace(temporary, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+    return target
+
+
 class OnnxBackend:
-    """Runs the exported graph; other input sizes (or an empty batch) run in torch."""
+    """Runs the exported graph; other input sizes (or an empty batch) run in torch.
+
+    uint8 inputs (`run_pixels`) run a second graph with the normalisation inside
+    (`pixel_graph`, built on first use), or are normalised here when the ``onnx``
+    package that builds it is missing.
+    """
 
     runtime = "onnx"
 
@@ -181,10 +232,34 @@ class OnnxBackend:
         self.input_size = input_size
         self.session = make_session(path)
         self._torch = TorchBackend(model)
+        self._pixel_sessions: dict[str, Any] = {}
 
     def run(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
         if tuple(x.shape[-2:]) != (self.input_size, self.input_size) or len(x) == 0:
             return self._torch.run(x, names)
         array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        outputs = self.session.run(list(names), {INPUT_NAME: array})
+        return self._outputs(self.session, names, {INPUT_NAME: array})
+
+    def run_pixels(
+        self, pixels: np.ndarray, preprocess: Preprocess, names: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        if pixels.shape[1] != self.input_size or len(pixels) == 0:
+            return self._torch.run_pixels(pixels, preprocess, names)
+        session = self._pixel_session(preprocess)
+        if session is None:
+            return self.run(normalize(pixels, preprocess), names)
+        return self._outputs(session, names, {PIXELS_NAME: pixels})
+
+    def _pixel_session(self, preprocess: Preprocess) -> Any:
+        key = preprocess.digest()
+        if key not in self._pixel_sessions:
+            has_onnx = importlib.util.find_spec("onnx") is not None
+            self._pixel_sessions[key] = (
+                make_session(pixel_graph(self.path, preprocess)) if has_onnx else None
+            )
+        return self._pixel_sessions[key]
+
+    @staticmethod
+    def _outputs(session: Any, names: Sequence[str], feed: dict) -> dict[str, torch.Tensor]:  # type: ignore[type-arg]
+        outputs = session.run(list(names), feed)
         return {name: torch.from_numpy(value) for name, value in zip(names, outputs, strict=True)}
