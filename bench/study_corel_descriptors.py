@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from phototag.data.readers import read_dataset  # noqa: E402
 from phototag.decoding import TopK  # noqa: E402
-from phototag.features.attach import with_encoder_features  # noqa: E402
+from phototag.features.attach import with_features  # noqa: E402
 from phototag.features.descriptors import create_descriptor, describe_images  # noqa: E402
 from phototag.imaging import load_rgb  # noqa: E402
 from phototag.metrics import annotation_report  # noqa: E402
@@ -68,7 +68,7 @@ def main() -> int:
         data.features[name] = values
     describe_seconds = time.perf_counter() - start
     print(f"descriptors: {describe_seconds:.0f} s", flush=True)
-    data, _ = with_encoder_features(data, "efficientnet_lite2", progress=False)
+    data, _ = with_features(data, "efficientnet_lite2", progress=False)
     train, test = data.split("train"), data.split("test")
     features = ["efficientnet_lite2", *DESCRIPTORS]
     metrics = ["cosine", *DESCRIPTORS.values()]

@@ -9,11 +9,19 @@ import pytest
 from PIL import Image
 
 from phototag.data import from_label_sets
-from phototag.features.attach import with_encoder_features
+from phototag.errors import InvalidInputError
+from phototag.features.attach import with_features
+from phototag.features.descriptors import create_descriptor
 from phototag.features.encoders import create_encoder
 from phototag.features.encoders.preprocess import normalize
-from phototag.features.extract import extract_features, load_model_input
+from phototag.features.extract import (
+    DESCRIPTOR_MAX_SIDE,
+    create_source,
+    extract_features,
+    load_model_input,
+)
 from phototag.features.store import FeatureStore
+from phototag.imaging import load_rgb
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,7 @@ def test_model_input_matches_the_encoder_transform(photos, encoder):
     with Image.open(path) as image:
         reference = encoder.encode([image.convert("RGB")])
     cosine = (direct @ reference.T) / (np.linalg.norm(direct) * np.linalg.norm(reference))
-    assert cosine.item() > 0.99  # the reference path resizes once, ours twice
+    assert cosine.item() > 0.99999  # both crop and resize once
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -66,7 +74,7 @@ def test_extract_stores_features_skips_failures_and_reuses(photos, encoder, tmp_
         assert again.n_computed == 0 and again.n_reused == 6
 
 
-def test_with_encoder_features_drops_broken_items(photos, encoder, tmp_path):
+def test_with_features_drops_broken_items(photos, encoder, tmp_path):
     paths, broken = photos
     files = [*paths[:3], broken]
     data = from_label_sets(
@@ -76,13 +84,64 @@ def test_with_encoder_features_drops_broken_items(photos, encoder, tmp_path):
         image_paths=[str(p) for p in files],
         splits={"train": [0, 1, 2, 3]},
     )
-    result, report = with_encoder_features(
+    result, report = with_features(
         data, encoder, store_root=tmp_path / "s", workers=0, progress=False
     )
     assert result.n_items == 3 and "broken.jpg" not in result.item_ids
     assert result.features["efficientnet_lite0"].shape == (3, 1280)
     assert any("broken.jpg" in note for note in result.notes)
     assert "efficientnet_lite0" not in data.features  # the input is not modified
+
+
+def test_descriptors_are_stored_and_reused_like_encoder_features(photos, tmp_path):
+    paths, broken = photos
+    big = tmp_path / "big.jpg"
+    noise = np.random.default_rng(1).integers(0, 255, size=(900, 1200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(big, quality=90)
+    files = [paths[0], big, broken, paths[1]]
+    data = from_label_sets(
+        "toy", [p.name for p in files], [["a"], ["b"], ["a"], ["b"]],
+        image_paths=[str(p) for p in files], splits={"train": [0, 1, 2, 3]},
+    )  # fmt: skip
+    store = tmp_path / "s"
+    result, report = with_features(data, "lbp", store_root=store, workers=1, progress=False)
+    assert report.n_computed == 3 and "broken.jpg" in report.failures[0][1]
+    lbp = create_descriptor("lbp")
+    expected = [lbp(load_rgb(p, max_side=DESCRIPTOR_MAX_SIDE)) for p in (paths[0], big, paths[1])]
+    np.testing.assert_allclose(result.features["lbp"], np.stack(expected), atol=1e-6)
+    assert load_rgb(big, max_side=DESCRIPTOR_MAX_SIDE).shape == (384, 512, 3)  # not full size
+    again, report = with_features(data, lbp, store_root=store, workers=0, progress=False)
+    assert report.n_computed == 0 and report.n_reused == 3
+    np.testing.assert_array_equal(again.features["lbp"], result.features["lbp"])
+
+
+def test_descriptors_that_learn_are_not_features_by_name():
+    assert create_source("gist").name == "gist"
+    with pytest.raises(InvalidInputError, match="codebook"):
+        create_source("bovw_sift_dense")
+    with pytest.raises(InvalidInputError, match="efficientnet_lite2"):
+        create_source("no_such_encoder")
+
+
+def test_a_model_on_an_encoder_and_a_descriptor_annotates_files(photos, encoder, tmp_path):
+    from phototag.annotation import annotate_files
+    from phototag.models import create_annotator
+
+    paths, broken = photos
+    data = from_label_sets(
+        "toy", [p.name for p in paths], [["a"], ["b"], ["a"], ["b"], ["a"], ["b"], ["a"]],
+        image_paths=[str(p) for p in paths], splits={"train": list(range(7))},
+    )  # fmt: skip
+    options = {"store_root": tmp_path / "s", "workers": 0, "progress": False}
+    for source in (encoder, "hsv_hist"):
+        data, _ = with_features(data, source, **options)
+    model = create_annotator(
+        "tagprop", features=["efficientnet_lite0", "hsv_hist"], metric=["cosine", "chi2"], k=3
+    ).fit(data)
+    assert model.required_features() == ("efficientnet_lite0", "hsv_hist")
+    results = list(annotate_files([paths[0], broken], model, runtime="torch", **options))
+    assert [label for label, _ in results[0].tags][:1] == ["a"] and results[0].error is None
+    assert "broken.jpg" in results[1].error
 
 
 def test_a_killed_extraction_resumes_without_recomputing(photos, tmp_path):
@@ -126,6 +185,11 @@ def test_features_command_on_a_folder(photos, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 0
     assert "7 computed" in err and "1 failed" in err and "broken.jpg" in err
+    code = main(["features", str(paths[0].parent), "--encoder", "wavelet",
+                 "--store", str(tmp_path / "s"), "--workers", "1"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "wavelet: 8 files: 7 computed" in err and "broken.jpg" in err
 
 
 def test_decoding_runs_at_most_a_window_ahead_of_the_consumer():

@@ -377,6 +377,13 @@ def test_reduced_decoding_picks_the_smallest_scale_that_is_big_enough(big_jpeg, 
     assert decode_spy["resize"] == [((2000, 1500), (1200, 900))]
 
 
+def test_without_resampling_only_the_dct_scale_reduces(big_jpeg, tmp_path, decode_spy):
+    image = load_image(big_jpeg, min_side=260, resample=False)
+    assert image.size == (500, 375) and decode_spy["resize"] == []  # 1/8 scale, as decoded
+    small = save(tmp_path / "small.png", gradient(400, 300))
+    assert load_image(small, min_side=600, resample=False).size == (400, 300)  # no upscaling
+
+
 def test_full_size_load_does_not_draft(big_jpeg, decode_spy):
     assert load_image(big_jpeg).size == (4000, 3000)
     assert decode_spy["draft"] == [] and decode_spy["resize"] == []

@@ -21,7 +21,7 @@ from phototag.decoding import Decoder, TopK
 from phototag.models.base import Annotator, decoded_tags
 
 if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are annotated
-    from phototag.features.encoders import ImageEncoder
+    from phototag.features.extract import FeatureSource
 
 
 class Scorer(Protocol):
@@ -44,9 +44,11 @@ class UserVocabulary:
     """
 
     def __init__(self, words: Sequence[str], trained: Annotator | None = None) -> None:
+        from phototag.features.descriptors import available_descriptors
         from phototag.models.open_vocabulary import ImageNetWordNet
 
-        encoders = trained.required_features() if trained is not None else ()
+        features = trained.required_features() if trained is not None else ()
+        encoders = [name for name in features if name not in available_descriptors()]
         encoder = encoders[0] if encoders else "efficientnet_lite2"
         self.open_vocabulary = ImageNetWordNet.from_vocabulary(list(words), encoder_name=encoder)
         self.trained = trained
@@ -91,18 +93,19 @@ def annotate_files(
     workers: int | None = None,
     chunk_size: int = 512,
     progress: bool = True,
-    encoders: Sequence[ImageEncoder] | None = None,
+    encoders: Sequence[FeatureSource] | None = None,
 ) -> Iterator[FileAnnotation]:
     """Yield one `FileAnnotation` per path, in order; unreadable photos carry an error.
 
     `decoder` defaults to the model's own (``model.decoder_``). `encoders` are the
-    model's encoders already built (a long-running service keeps them loaded); by
+    model's feature sources (encoders, descriptors) already built (a long-running
+    service keeps them loaded); by
     default they are created from ``model.required_features()`` on `runtime`.
     """
     if encoders is None:
-        from phototag.features.encoders import create_encoder
+        from phototag.features.extract import create_source
 
-        encoders = [create_encoder(name, runtime=runtime) for name in model.required_features()]
+        encoders = [create_source(name, runtime=runtime) for name in model.required_features()]
     bar = tqdm(total=len(paths), desc="annotating", unit="photo", disable=not progress)
     try:
         for start in range(0, len(paths), chunk_size):
@@ -120,10 +123,10 @@ def _annotate_chunk(
     paths: list[str],
     model: Scorer,
     decoder: Decoder | None,
-    encoders: Sequence[ImageEncoder],
+    encoders: Sequence[FeatureSource],
     options: dict,
 ) -> Iterator[FileAnnotation]:
-    from phototag.features.attach import with_encoder_features
+    from phototag.features.attach import with_features
 
     data = AnnotationSet(
         name="photos",
@@ -134,7 +137,7 @@ def _annotate_chunk(
     )
     errors: dict[str, str] = {}
     for encoder in encoders:
-        data, report = with_encoder_features(data, encoder, progress=False, **options)
+        data, report = with_features(data, encoder, progress=False, **options)
         errors.update(report.failures)
     tags: dict[str, list[tuple[str, float]]] = {}
     if len(data):

@@ -148,6 +148,7 @@ def load_image(
     min_side: int | None = None,
     max_side: int | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    resample: bool = True,
 ) -> Image.Image:
     """Decode one image file into an upright 8-bit RGB Pillow image.
 
@@ -163,7 +164,9 @@ def load_image(
 
     When the result is smaller than the file, JPEGs are decoded at 1/2, 1/4 or 1/8
     scale (the smallest DCT scale still at least the result size) before the final
-    bicubic resize, which is most of the saving for 12-50 MP photos.
+    bicubic resize, which is most of the saving for 12-50 MP photos. ``resample=False``
+    stops there: the result is then the cheapest decode at least the requested size (or
+    the full size), for callers that resample anyway (one resampling instead of two).
 
     ``max_pixels`` refuses files whose declared width x height exceeds it before any
     pixel is decoded (``None``: no phototag limit; Pillow's process-wide
@@ -194,7 +197,7 @@ def load_image(
                 _decode(image, f, path, head, size)
                 _apply_exif_orientation(image)
                 rgb = _to_rgb(image, path)
-        if target is not None:
+        if target is not None and resample:
             if rgb.size != stored_size and rgb.size == stored_size[::-1]:
                 target = (target[1], target[0])  # orientation 5-8 swapped the axes
             if rgb.size != target:

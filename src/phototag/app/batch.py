@@ -232,11 +232,15 @@ def extract_resumable(paths: Sequence[str], journal: Journal, args: argparse.Nam
     Journaled files are neither hashed nor decoded again. Prints the extraction report
     (computed, already stored, failed) and returns the run's `BatchSummary`.
     """
-    from phototag.features.encoders import create_encoder
-    from phototag.features.extract import ExtractionReport, extract_features
-    from phototag.features.store import FeatureStore, default_store_root
+    from phototag.features.extract import (
+        ExtractionReport,
+        create_source,
+        extract_features,
+        open_store,
+    )
+    from phototag.features.store import default_store_root
 
-    encoder = create_encoder(args.encoder, runtime=args.runtime)
+    encoder = create_source(args.encoder, runtime=args.runtime)
     root = default_store_root() if args.store is None else args.store
     summary = BatchSummary("features", done_word="stored")
     total = ExtractionReport()
@@ -245,7 +249,7 @@ def extract_resumable(paths: Sequence[str], journal: Journal, args: argparse.Nam
         summary.add(path, entry.error, replayed=True)
     todo = [p for p in paths if p not in done]
     bar = progress_bar(len(paths), len(done), "features")
-    with FeatureStore(root, encoder.feature_id, encoder.num_features, args.dtype) as store:
+    with open_store(root, encoder, args.dtype) as store:
         for start in range(0, len(todo), args.chunk_size):
             chunk = todo[start : start + args.chunk_size]
             digests, report = extract_features(

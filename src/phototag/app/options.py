@@ -52,12 +52,12 @@ def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -
 
 
 def attach_features(dataset: Any, encoders: Sequence[str], args: argparse.Namespace) -> Any:
-    from phototag.features.attach import with_encoder_features
+    from phototag.features.attach import with_features
 
     for name in encoders:
         if name in dataset.features:
             continue
-        dataset, report = with_encoder_features(
+        dataset, report = with_features(
             dataset,
             name,
             store_root=args.store,

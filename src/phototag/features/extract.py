@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,22 +22,63 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from phototag.features.encoders import ImageEncoder, Preprocess
+from phototag.errors import InvalidInputError
+from phototag.features.descriptors import Descriptor, available_descriptors, create_descriptor
+from phototag.features.encoders import ImageEncoder, Preprocess, create_encoder
 from phototag.features.encoders.base import POOLED
 from phototag.features.encoders.preprocess import resize_to_input
 from phototag.features.store import FeatureStore
-from phototag.imaging import ImageLoadError, file_digest, load_image
+from phototag.imaging import ImageLoadError, file_digest, load_image, load_rgb
+
+#: What computes a feature type: an image encoder (pooled features) or a classic descriptor.
+FeatureSource = ImageEncoder | Descriptor
+
+#: Photos are described at most this many pixels on their longer side (Corel-5k's
+#: 192 x 128 photos as they are; a 24-megapixel photo at 512 x 341, so that a descriptor
+#: costs milliseconds and describes the scene, not the sensor noise).
+DESCRIPTOR_MAX_SIDE = 512
+
+
+def create_source(name: str, runtime: str = "onnx") -> FeatureSource:
+    """The encoder or descriptor registered as `name` (`phototag encoders` lists both)."""
+    if name not in available_descriptors():
+        return create_encoder(name, runtime=runtime)
+    descriptor = create_descriptor(name)
+    if descriptor.requires_fit:
+        raise InvalidInputError(
+            "features",
+            "an encoder or a descriptor that learns nothing",
+            repr(name),
+            f"{name} learns a codebook from training photos first: fit it in Python "
+            "(docs/descriptors.md) and attach its vectors to the dataset yourself.",
+        )
+    return descriptor
+
+
+def source_id(source: FeatureSource) -> str:
+    """The feature-store key of what `source` computes (network or descriptor, its
+    weights or configuration, and the input recipe)."""
+    if isinstance(source, Descriptor):
+        return f"{source.descriptor_id}-max{DESCRIPTOR_MAX_SIDE}"
+    return source.feature_id
+
+
+def open_store(root: str | Path, source: FeatureSource, dtype: str = "float32") -> FeatureStore:
+    """The feature store of `source`'s vectors under `root`."""
+    dim = source.dim if isinstance(source, Descriptor) else source.num_features
+    return FeatureStore(root, source_id(source), dim, dtype)
 
 
 def load_model_input(path: str | Path, preprocess: Preprocess) -> np.ndarray:
     """One photo as the encoder sees it: uint8 ``[S, S, 3]`` after crop/resize.
 
-    Decodes at the smallest size the recipe needs, so a 24-megapixel JPEG is never
-    decoded at full size. Every path from file to features goes through here.
+    Decodes at the smallest JPEG scale the recipe needs, so a 24-megapixel JPEG is never
+    decoded at full size, then crops and resizes once. Every path from file to features
+    goes through here.
     """
     crop = preprocess.crop_fraction if preprocess.resize == "center_crop" else 1.0
     min_side = math.ceil(preprocess.input_size / crop)
-    image = load_image(path, max_side=None, min_side=min_side)
+    image = load_image(path, min_side=min_side, resample=False)
     return np.array(resize_to_input(image, preprocess), dtype=np.uint8)
 
 
@@ -79,6 +120,17 @@ def _decode(job: tuple[str, Preprocess]) -> tuple[np.ndarray | None, str | None]
         return load_model_input(path, preprocess), None
     except ImageLoadError as error:
         return None, str(error)
+
+
+def _describe(job: tuple[str, Descriptor]) -> tuple[np.ndarray | None, str | None]:
+    path, descriptor = job
+    try:
+        rgb = load_rgb(path, max_side=DESCRIPTOR_MAX_SIDE)
+        return descriptor(rgb), None
+    except ImageLoadError as error:
+        return None, str(error)
+    except InvalidInputError as error:  # e.g. smaller than the descriptors' 16 x 16
+        return None, f"{path}: {error}"
 
 
 #: Decoded batches that may wait for the forward pass: enough to keep it fed, and a bound
@@ -159,21 +211,26 @@ class _Pool:
 
 def extract_features(
     paths: Sequence[str | Path],
-    encoder: ImageEncoder,
+    source: FeatureSource,
     store: FeatureStore,
     *,
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
 ) -> tuple[list[str | None], ExtractionReport]:
-    """Compute and store pooled features of every file in `paths` not stored yet.
+    """Compute and store the `source` vectors of every file in `paths` not stored yet:
+    an encoder's pooled features (batched forward passes) or a descriptor's vectors
+    (computed in the decoding processes, one per core by default).
 
     Returns each path's content digest (``None`` for files that failed, with the reason
     in the report) and the report; fetch the vectors with ``store.get(digests)``.
     """
     report = ExtractionReport(n_files=len(paths))
     names = [str(p) for p in paths]
-    pool = _Pool(default_workers(names) if workers is None else workers)
+    if workers is None:
+        describing = isinstance(source, Descriptor)
+        workers = (os.cpu_count() or 2) if describing else default_workers(names)
+    pool = _Pool(workers)
     start = time.perf_counter()
     try:
         digests: list[str | None] = []
@@ -202,12 +259,21 @@ def extract_features(
         report.n_reused = sum(1 for d in digests if d is not None and d in done)
         start = time.perf_counter()
         bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
-        todo_paths = [path for path, _ in todo]
-        with closing(decoded_batches(todo_paths, encoder.preprocess, batch_size, pool)) as batches:
+        if isinstance(source, Descriptor):
+            batches = _batched(_describe, [(path, source) for path, _ in todo], batch_size, pool)
+        else:
+            batches = decoded_batches(
+                [path for path, _ in todo], source.preprocess, batch_size, pool
+            )
+        with closing(batches):
             for indices, batch, failures in batches:
                 report.failures.extend(failures)
                 if batch:
-                    _encode_batch(encoder, store, batch, [todo[i][1] for i in indices])
+                    digests_done = [todo[i][1] for i in indices]
+                    if isinstance(source, Descriptor):
+                        store.add(digests_done, np.stack(batch))
+                    else:
+                        _encode_batch(source, store, batch, digests_done)
                     report.n_computed += len(batch)
                 bar.update(len(batch) + len(failures))
         bar.close()
@@ -227,19 +293,29 @@ def decoded_batches(
     are ``(path, reason)``. Decoding runs at most `PREFETCH_BATCHES` batches ahead of the
     consumer. Close the generator (`contextlib.closing`) before closing the pool.
     """
+    return _batched(_decode, [(str(p), preprocess) for p in paths], batch_size, pool)
+
+
+def _batched(
+    function: Callable[[tuple], tuple[np.ndarray | None, str | None]],  # type: ignore[type-arg]
+    jobs: Sequence[tuple],  # type: ignore[type-arg]
+    batch_size: int,
+    pool: _Pool,
+) -> Iterator[tuple[list[int], list[np.ndarray], list[tuple[str, str]]]]:
+    """`decoded_batches` for any per-file `function` of jobs ``(path, ...)``."""
     window = _Window(PREFETCH_BATCHES * batch_size)
     try:
-        decoded = pool.imap(_decode, window.feed((str(p), preprocess) for p in paths))
+        results = pool.imap(function, window.feed(jobs))
         indices: list[int] = []
         batch: list[np.ndarray] = []
         failures: list[tuple[str, str]] = []
-        for i, (pixels, error) in enumerate(decoded):
+        for i, (value, error) in enumerate(results):
             window.done()
-            if pixels is None:
-                failures.append((str(paths[i]), error or "unknown error"))
+            if value is None:
+                failures.append((jobs[i][0], error or "unknown error"))
             else:
                 indices.append(i)
-                batch.append(pixels)
+                batch.append(value)
             if len(batch) == batch_size:
                 yield indices, batch, failures
                 indices, batch, failures = [], [], []

@@ -73,16 +73,25 @@ def _run_models(args: argparse.Namespace) -> int:
 
 
 def _add_encoders(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("encoders", help="list the image encoders")
+    parser = commands.add_parser(
+        "encoders", help="list the image encoders and classic descriptors (feature types)"
+    )
     parser.set_defaults(run=_run_encoders)
 
 
 def _run_encoders(args: argparse.Namespace) -> int:
+    from phototag.features.descriptors import available_descriptors, create_descriptor
     from phototag.features.encoders import available_encoders, default_encoder
 
     default = default_encoder()
+    print("image encoders:")
     for name in available_encoders():
-        print(f"{name}{'  (default)' if name == default else ''}")
+        print(f"  {name}{'  (default)' if name == default else ''}")
+    print("classic descriptors (docs/descriptors.md):")
+    for name in available_descriptors():
+        descriptor = create_descriptor(name)
+        note = "  (learns a codebook: Python only)" if descriptor.requires_fit else ""
+        print(f"  {name}  {descriptor.dim}-d{note}")
     return 0
 
 

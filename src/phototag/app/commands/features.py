@@ -1,4 +1,4 @@
-"""`phototag features`: compute and store encoder features, resumably."""
+"""`phototag features`: compute and store encoder or descriptor features, resumably."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "features",
         help="compute and store image features of photos or a dataset",
-        description="Compute each photo's encoder features once and keep them in a feature "
-        "store (keyed by file content and encoder), so training, evaluation and annotation "
+        description="Compute each photo's features (an encoder's pooled vector or a classic "
+        "descriptor) once and keep them in a feature store (keyed by file content and "
+        "encoder or descriptor), so training, evaluation and annotation "
         "reuse them. Resumable: a killed run continues where it stopped.",
         epilog=EPILOG,
     )
@@ -22,7 +23,8 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--encoder",
         default="efficientnet_lite2",
-        help="image encoder (default: efficientnet_lite2; `phototag encoders` lists them)",
+        help="image encoder or classic descriptor (default: efficientnet_lite2; `phototag "
+        "encoders` lists both)",
     )
     add_store_options(parser)
     from phototag.app.batch import add_batch_options
