@@ -13,8 +13,8 @@ def test_run_benchmark_and_table():
     # the prior predicts "a" for both test images: a is right once, b and c are never predicted
     assert row.precision == np.float64(0.5 / 2)  # C-P over the 2 labels present in test
     assert row.recall == 0.5 and row.n_plus == 1
-    table = markdown_table(rows, "toy")
-    assert "**prior** (ours) | toy | 25.0 | 50.0" in table
+    table = markdown_table(rows)
+    assert "**prior** (ours) |  | 25.0 | 50.0" in table
     assert table.count("(published)") == len(PUBLISHED_COREL5K)
 
 
@@ -35,3 +35,23 @@ def test_cross_validation_picks_the_grid_point_on_train_only():
     assert row.config == {"features": "x", "metric": "l2", "k": 1}
     assert row.f1 == 1.0 and row.cv_seconds > 0
     assert "cross-validation chose {'k': 1}" in lines[0]
+
+
+def test_rows_with_descriptors_read_them_next_to_the_image_features():
+    spec = ModelSpec(model="tagprop", descriptors={"hsv_hist": "chi2", "gist": "l2"})
+    assert spec.with_image_features("lite").config == {
+        "features": ["lite", "hsv_hist", "gist"],
+        "metric": ["cosine", "chi2", "l2"],
+    }
+    assert ModelSpec().with_image_features("lite").config == {"features": "lite"}
+    given = ModelSpec({"features": "mine"}, descriptors={"gist": "l2"})
+    assert given.with_image_features("lite") is given
+    rng = np.random.default_rng(0)
+    vocab = Vocabulary(["a", "b"])
+    data = from_label_sets("t", list("abcdefgh"), [["a"], ["b"]] * 4, vocabulary=vocab)
+    data.features["x"] = rng.random((8, 3)).astype(np.float32)
+    data.features["hsv_hist"] = rng.random((8, 4)).astype(np.float32)
+    spec = ModelSpec({"k": 2}, model="jec", descriptors={"hsv_hist": "chi2"})
+    (row,) = run_benchmark(data, data, {"jec+hsv": spec.with_image_features("x")}, k=1)
+    assert row.model == "jec+hsv" and row.features == "x + hsv_hist"
+    assert "**jec+hsv** (ours) | x + hsv_hist |" in markdown_table([row])

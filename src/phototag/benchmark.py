@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from phototag.data import AnnotationSet
@@ -39,6 +39,7 @@ class BenchmarkRow:
 
     model: str
     config: dict[str, Any]
+    features: str
     precision: float
     recall: float
     f1: float
@@ -54,13 +55,31 @@ class BenchmarkRow:
 class ModelSpec:
     """A benchmarked model: fixed constructor arguments, and a grid chosen by CV.
 
-    `score_only` names grid parameters that only scoring reads (one fit per fold is
-    shared by the points that differ only in them; see `select_by_cv`).
+    `model` is the registry name (default: the row's name). `score_only` names grid
+    parameters that only scoring reads (one fit per fold is shared by the points that
+    differ only in them; see `select_by_cv`). `descriptors` maps classic descriptors the
+    model reads next to the image features to the distance each is compared by (see
+    `with_image_features`).
     """
 
     config: Mapping[str, Any] = field(default_factory=dict)
     grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     score_only: tuple[str, ...] = ()
+    model: str = ""
+    descriptors: Mapping[str, str] = field(default_factory=dict)
+
+    def with_image_features(self, encoder: str, metric: str = "cosine") -> ModelSpec:
+        """The spec reading `encoder`'s features (compared by `metric` when descriptors
+        come along), then its descriptors, unless its config names features itself."""
+        if "features" in self.config:
+            return self
+        features: dict[str, Any] = {"features": encoder}
+        if self.descriptors:
+            features = {
+                "features": [encoder, *self.descriptors],
+                "metric": [metric, *self.descriptors.values()],
+            }
+        return replace(self, config={**features, **self.config})
 
 
 def run_benchmark(
@@ -79,9 +98,10 @@ def run_benchmark(
     mapping is used as the configuration as it is. The test split is touched once.
     """
     rows = []
-    for name, spec in models.items():
+    for label, spec in models.items():
         if not isinstance(spec, ModelSpec):
             spec = ModelSpec(dict(spec))
+        name = spec.model or label
         config = dict(spec.config)
         cv_seconds = 0.0
         if spec.grid:
@@ -101,7 +121,7 @@ def run_benchmark(
             cv_seconds = time.perf_counter() - start
             if progress is not None:
                 chosen = f"{result.best_params} (C-F1 {result.best_score:.3f})"
-                progress(f"{name}: cross-validation chose {chosen} in {cv_seconds:.0f} s")
+                progress(f"{label}: cross-validation chose {chosen} in {cv_seconds:.0f} s")
         model = create_annotator(name, **config)
         start = time.perf_counter()
         model.fit(train)
@@ -111,8 +131,9 @@ def run_benchmark(
         report = annotation_report(test.labels, TopK(k).decode(scores), scores)
         rows.append(
             BenchmarkRow(
-                model=name,
+                model=label,
                 config=config,
+                features=_features_text(config.get("features")),
                 precision=float(report["C-P"]),
                 recall=float(report["C-R"]),
                 f1=float(report["C-F1"]),
@@ -125,11 +146,17 @@ def run_benchmark(
             )
         )
         if progress is not None:
-            progress(f"{name}: F1 {100 * rows[-1].f1:.1f}, N+ {rows[-1].n_plus}")
+            progress(f"{label}: F1 {100 * rows[-1].f1:.1f}, N+ {rows[-1].n_plus}")
     return rows
 
 
-def markdown_table(rows: list[BenchmarkRow], features: str) -> str:
+def _features_text(features: str | Sequence[str] | None) -> str:
+    if features is None:
+        return ""
+    return features if isinstance(features, str) else " + ".join(features)
+
+
+def markdown_table(rows: list[BenchmarkRow]) -> str:
     """Our rows, then the published ones, as one markdown table (percentages)."""
     lines = [
         "| method | features | P | R | F1 | N+ | mAP label | mAP image | CV s | fit s "
@@ -138,7 +165,7 @@ def markdown_table(rows: list[BenchmarkRow], features: str) -> str:
     ]
     for row in rows:
         lines.append(
-            f"| **{row.model}** (ours) | {features} | {100 * row.precision:.1f} | "
+            f"| **{row.model}** (ours) | {row.features} | {100 * row.precision:.1f} | "
             f"{100 * row.recall:.1f} | {100 * row.f1:.1f} | {row.n_plus} | "
             f"{100 * row.map_label:.1f} | {100 * row.map_image:.1f} | "
             f"{row.cv_seconds:.0f} | {row.fit_seconds:.1f} | {row.predict_seconds:.2f} |"
@@ -151,6 +178,17 @@ def markdown_table(rows: list[BenchmarkRow], features: str) -> str:
 def rows_as_json(rows: list[BenchmarkRow]) -> list[dict[str, Any]]:
     return [asdict(row) for row in rows]
 
+
+#: The six global descriptors of the modality-fusion paper with the distance each is
+#: compared by: chi-square for histograms, L1 for moments and wavelet energies, L2 for GIST.
+GLOBAL_DESCRIPTORS: dict[str, str] = {
+    "hsv_hist": "chi2",
+    "lab_moments": "l1",
+    "edge_direction": "chi2",
+    "wavelet": "l1",
+    "lbp": "chi2",
+    "gist": "l2",
+}
 
 #: Models of the Corel-5k table: fixed settings and the grids searched by 3-fold
 #: cross-validation on the training split (C-F1 of the top 5 labels).
@@ -165,5 +203,15 @@ COREL5K_MODELS: dict[str, ModelSpec] = {
     "cca_knn": ModelSpec(
         grid={"k": [1, 3, 8], "sigma": [0.03, 0.1, 0.3], "vote": ["neighbours", "label"]},
         score_only=("k", "sigma", "vote"),
+    ),
+    # several feature types, as JEC, TagProp and 2PKNN+ML were designed for
+    "jec+descriptors": ModelSpec(
+        model="jec", grid={"k": [5, 8, 13]}, descriptors=GLOBAL_DESCRIPTORS
+    ),
+    "tagprop+descriptors": ModelSpec(
+        model="tagprop", grid={"k": [100, 200]}, descriptors=GLOBAL_DESCRIPTORS
+    ),
+    "2pknn_ml+descriptors": ModelSpec(
+        model="2pknn_ml", grid={"k1": [2, 3, 5]}, descriptors=GLOBAL_DESCRIPTORS
     ),
 }

@@ -41,7 +41,6 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    import dataclasses
     import inspect
 
     from phototag.benchmark import (
@@ -58,14 +57,16 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     for spec in args.models or COREL5K_MODELS:
         name, _, config = spec.partition("=")
         model = ModelSpec(json.loads(config)) if config else COREL5K_MODELS.get(name, ModelSpec())
-        if "features" in inspect.signature(annotator_class(name).__init__).parameters:
-            model = dataclasses.replace(model, config={"features": args.encoder, **model.config})
-        models[name] = model
+        parameters = inspect.signature(annotator_class(model.model or name).__init__).parameters
+        models[name] = (
+            model.with_image_features(args.encoder) if "features" in parameters else model
+        )
+    features = [args.encoder, *{d: 0 for m in models.values() for d in m.descriptors}]
     dataset = read_dataset(f"corel5k:{args.data}")
-    train = attach_features(dataset.split("train"), [args.encoder], args)
-    test = attach_features(dataset.split("test"), [args.encoder], args)
+    train = attach_features(dataset.split("train"), features, args)
+    test = attach_features(dataset.split("test"), features, args)
     rows = run_benchmark(train, test, models, progress=lambda line: print(line, file=sys.stderr))
-    print(markdown_table(rows, args.encoder))
+    print(markdown_table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows_as_json(rows), indent=2) + "\n")
     return 0
