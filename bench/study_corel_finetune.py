@@ -52,7 +52,6 @@ from phototag.metrics import annotation_report  # noqa: E402
 from phototag.models import create_annotator  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-SIZE = 384
 RECIPE = {
     "epochs": 40,
     "batch": 64,
@@ -171,15 +170,16 @@ def finetune(model: nn.Module, x: Photos, y: torch.Tensor, rows: np.ndarray, see
     return average.module["network"], average.module["classifier"]
 
 
-def compute(data, directory: Path, seed: int, weights: str | None) -> None:  # type: ignore[no-untyped-def]
+def compute(data, directory: Path, seed: int, weights: str | None, size: int) -> None:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     paths = [str(p) for p in data.image_paths]
     encoder = create_encoder(
-        "efficientnet_lite2", weights=weights, input_size=SIZE, resize="squash"
+        "efficientnet_lite2", weights=weights, input_size=size, resize="squash"
     )
     x = Photos(paths, encoder)
     directory.mkdir(parents=True, exist_ok=True)
-    np.save(directory / "squash384.npy", predict(encoder.model.to(DEVICE), x)[0].astype(np.float16))
+    pretrained = predict(encoder.model.to(DEVICE), x)[0]
+    np.save(directory / f"squash{size}.npy", pretrained.astype(np.float16))
     train_rows = np.asarray(data.splits["train"])
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(train_rows)
@@ -187,7 +187,7 @@ def compute(data, directory: Path, seed: int, weights: str | None) -> None:  # t
     held, fit = np.sort(shuffled[:n_held]), shuffled[n_held:]
     y = torch.from_numpy(data.labels.toarray().astype(np.float32))
     fresh = create_encoder(
-        "efficientnet_lite2", weights=weights, input_size=SIZE, resize="squash"
+        "efficientnet_lite2", weights=weights, input_size=size, resize="squash"
     ).model
     model, classifier = finetune(fresh, x, y, fit, seed)
     features, probabilities = predict(model, x, classifier)
@@ -270,6 +270,7 @@ def main() -> int:
     parser.add_argument("--compute-only", action="store_true", help="phase 1 (GPU)")
     parser.add_argument("--descriptors", action="store_true", help="add the six classic ones")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=384, help="input side in pixels")
     parser.add_argument("--weights", help="EfficientNet-Lite2 weights file (default: package)")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "corel5k_finetune_study.json"
@@ -277,7 +278,7 @@ def main() -> int:
     args = parser.parse_args()
     data = read_dataset(f"corel5k:{args.data}")
     if args.compute_only:
-        compute(data, args.features_dir, args.seed, args.weights)
+        compute(data, args.features_dir, args.seed, args.weights, args.size)
         return 0
     results = evaluate(data, args.features_dir, args.descriptors)
     args.out.write_text(
