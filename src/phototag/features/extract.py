@@ -259,21 +259,12 @@ def extract_features(
         report.n_reused = sum(1 for d in digests if d is not None and d in done)
         start = time.perf_counter()
         bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
-        if isinstance(source, Descriptor):
-            batches = _batched(_describe, [(path, source) for path, _ in todo], batch_size, pool)
-        else:
-            batches = decoded_batches(
-                [path for path, _ in todo], source.preprocess, batch_size, pool
-            )
+        batches, vectors = _pipeline(source, [path for path, _ in todo], batch_size, pool)
         with closing(batches):
             for indices, batch, failures in batches:
                 report.failures.extend(failures)
                 if batch:
-                    digests_done = [todo[i][1] for i in indices]
-                    if isinstance(source, Descriptor):
-                        store.add(digests_done, np.stack(batch))
-                    else:
-                        _encode_batch(source, store, batch, digests_done)
+                    store.add([todo[i][1] for i in indices], vectors(batch))
                     report.n_computed += len(batch)
                 bar.update(len(batch) + len(failures))
         bar.close()
@@ -325,8 +316,14 @@ def _batched(
         window.close()
 
 
-def _encode_batch(
-    encoder: ImageEncoder, store: FeatureStore, batch: list[np.ndarray], digests: list[str]
-) -> None:
-    vectors = encoder.forward_pixels(np.stack(batch), [POOLED])[POOLED]
-    store.add(digests, vectors.float().numpy())
+def _pipeline(source: FeatureSource, paths: list[str], batch_size: int, pool: _Pool):  # type: ignore[no-untyped-def]
+    """`source`'s batches of per-file results and the function turning one into vectors:
+    a descriptor computes its vectors in the pool, an encoder its inputs (then the
+    forward pass runs here)."""
+    if isinstance(source, Descriptor):
+        return _batched(_describe, [(p, source) for p in paths], batch_size, pool), np.stack
+
+    def encode(batch: list[np.ndarray]) -> np.ndarray:
+        return source.forward_pixels(np.stack(batch), [POOLED])[POOLED].float().numpy()
+
+    return decoded_batches(paths, source.preprocess, batch_size, pool), encode

@@ -119,9 +119,7 @@ def export_onnx(model: Backbone, input_size: int, path: Path, *, check: bool = T
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(model.output_names)
     example = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
-    handle, temporary = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
-    os.close(handle)
-    try:
+    with _written_atomically(path) as temporary:
         with _eval_mode(model), torch.no_grad(), warnings.catch_warnings():
             # The TorchScript exporter's deprecation notice, and tracer notes about the
             # padding arithmetic (fixed by design: the graph has one input size).
@@ -139,11 +137,20 @@ def export_onnx(model: Backbone, input_size: int, path: Path, *, check: bool = T
             )
         if check:
             _check_export(model, temporary, example)
-        os.replace(temporary, path)
+    return path
+
+
+@contextlib.contextmanager
+def _written_atomically(target: Path) -> Iterator[str]:
+    """A temporary file next to `target` that replaces it if the block succeeds."""
+    handle, temporary = tempfile.mkstemp(suffix=".onnx.part", dir=target.parent)
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-    return path
 
 
 def _check_export(model: Backbone, file: str, example: torch.Tensor) -> None:
@@ -206,14 +213,8 @@ def pixel_graph(path: Path, preprocess: Preprocess) -> Path:
         normalise, opset_imports=network.opset_import, ir_version=network.ir_version
     )
     merged = compose.merge_models(prefix, network, io_map=[(INPUT_NAME, INPUT_NAME)])
-    handle, temporary = tempfile.mkstemp(suffix=".onnx.part", dir=path.parent)
-    os.close(handle)
-    try:
+    with _written_atomically(target) as temporary:
         onnx.save(merged, temporary)
-        os.replace(temporary, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
     return target
 
 
