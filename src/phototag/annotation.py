@@ -98,9 +98,9 @@ def annotate_files(
     """Yield one `FileAnnotation` per path, in order; unreadable photos carry an error.
 
     `decoder` defaults to the model's own (``model.decoder_``). `encoders` are the
-    model's feature sources (encoders, descriptors) already built (a long-running
-    service keeps them loaded); by
-    default they are created from ``model.required_features()`` on `runtime`.
+    model's feature sources (encoders, descriptors) already built (a long-running service
+    keeps them loaded); by default they are created from ``model.required_features()``
+    on `runtime`.
     """
     if encoders is None:
         from phototag.features.extract import create_source

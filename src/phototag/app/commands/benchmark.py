@@ -61,7 +61,8 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         models[name] = (
             model.with_image_features(args.encoder) if "features" in parameters else model
         )
-    features = [args.encoder, *{d: 0 for m in models.values() for d in m.descriptors}]
+    descriptors = dict.fromkeys(d for m in models.values() for d in m.descriptors)
+    features = [args.encoder, *descriptors]
     dataset = read_dataset(f"corel5k:{args.data}")
     train = attach_features(dataset.split("train"), features, args)
     test = attach_features(dataset.split("test"), features, args)
