@@ -26,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from phototag.benchmark import GLOBAL_DESCRIPTORS  # noqa: E402
 from phototag.data.readers import read_dataset  # noqa: E402
 from phototag.decoding import TopK  # noqa: E402
 from phototag.features.attach import with_features  # noqa: E402
@@ -35,14 +36,7 @@ from phototag.metrics import annotation_report  # noqa: E402
 from phototag.models import create_annotator  # noqa: E402
 
 #: Each descriptor with the distance it is compared by (histograms: chi2, moments: l1).
-DESCRIPTORS = {
-    "hsv_hist": "chi2",
-    "lab_moments": "l1",
-    "edge_direction": "chi2",
-    "wavelet": "l1",
-    "lbp": "chi2",
-    "gist": "l2",
-}
+DESCRIPTORS = GLOBAL_DESCRIPTORS
 
 
 def describe(paths: list[str]) -> dict[str, np.ndarray]:
