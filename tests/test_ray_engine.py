@@ -166,3 +166,14 @@ def test_ray_client_address_is_refused():
 
     with pytest.raises(InvalidInputError, match="Ray Client"):
         list(annotate_files_ray(["a.jpg"], ModelSource(), encoders=(), address="ray://h:10001"))
+
+
+def test_models_reading_descriptors_are_refused_before_ray_starts():
+    ray = _require_ray()
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+
+    was_running = ray.is_initialized()
+    features = ("efficientnet_lite2", "hsv_hist")
+    with pytest.raises(InvalidInputError, match="descriptors hsv_hist.*local engine"):
+        list(annotate_files_ray(["a.jpg"], ModelSource(), encoders=features, address="x:1"))
+    assert ray.is_initialized() == was_running

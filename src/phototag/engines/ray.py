@@ -37,6 +37,7 @@ from phototag.annotation import FileAnnotation, Scorer, UserVocabulary
 from phototag.data import AnnotationSet
 from phototag.decoding import Decoder, decoder_from_config
 from phototag.errors import InvalidInputError, PhototagError
+from phototag.features.descriptors import available_descriptors
 from phototag.features.encoders import Preprocess, create_encoder
 from phototag.features.encoders.base import POOLED
 from phototag.features.extract import load_model_input
@@ -188,6 +189,14 @@ def annotate_files_ray(
         encoders = source.load().required_features()
     recipes: list[Preprocess] = []
     columns: list[tuple[str, int]] = []
+    descriptors = sorted(set(encoders) & set(available_descriptors()))
+    if descriptors:
+        raise InvalidInputError(
+            "--engine ray",
+            "a model that reads image encoders only",
+            f"a model that also reads the descriptors {', '.join(descriptors)}",
+            "Annotate with the local engine (leave out --engine ray).",
+        )
     for name in encoders:
         preprocess = create_encoder(name, runtime="torch").preprocess
         if preprocess not in recipes:
