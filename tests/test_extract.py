@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +143,37 @@ def test_a_model_on_an_encoder_and_a_descriptor_annotates_files(photos, encoder,
     results = list(annotate_files([paths[0], broken], model, runtime="torch", **options))
     assert [label for label, _ in results[0].tags][:1] == ["a"] and results[0].error is None
     assert "broken.jpg" in results[1].error
+
+
+def test_feature_names_carry_encoder_options(photos, tmp_path):
+    from phototag.annotation import annotate_files
+    from phototag.features.extract import parse_source_spec
+    from phototag.models import create_annotator
+
+    assert parse_source_spec("resnet101?weights=~/r101.pth") == (
+        "resnet101", {"weights": str(Path("~/r101.pth").expanduser())}
+    )  # fmt: skip
+    spec = "efficientnet_lite0?input_size=128&resize=squash"
+    name, options = parse_source_spec(spec)
+    assert name == "efficientnet_lite0" and options == {"input_size": 128, "resize": "squash"}
+    paths, _ = photos
+    data = from_label_sets(
+        "toy", [p.name for p in paths], [["a"], ["b"]] * 3 + [["a"]],
+        image_paths=[str(p) for p in paths], splits={"train": list(range(7))},
+    )  # fmt: skip
+    options = {"store_root": tmp_path / "s", "workers": 0, "progress": False}
+    data, report = with_features(data, spec, runtime="torch", **options)
+    assert report.n_computed == 7 and data.features[spec].shape == (7, 1280)
+    small = create_encoder("efficientnet_lite0", input_size=128, resize="squash")
+    expected = small.forward_pixels(load_model_input(paths[2], small.preprocess)[None])["pooled"]
+    np.testing.assert_allclose(data.features[spec][2], expected[0].numpy(), atol=1e-4)
+    data, report = with_features(data, "efficientnet_lite0", runtime="torch", **options)
+    assert report.n_computed == 7  # another feature id: the plain encoder is stored apart
+    model = create_annotator("tagprop", features=spec, k=3).fit(data)
+    (result,) = annotate_files([paths[0]], model, runtime="torch", **options)
+    assert result.error is None and result.tags[0][0] == "a"
+    with pytest.raises(InvalidInputError, match="input_size"):
+        create_source("efficientnet_lite0?input_sise=128")
 
 
 def test_a_killed_extraction_resumes_without_recomputing(photos, tmp_path):

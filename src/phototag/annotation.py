@@ -7,7 +7,7 @@ same photos again (with this or another model on the same encoder) decodes nothi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -44,12 +44,13 @@ class UserVocabulary:
     """
 
     def __init__(self, words: Sequence[str], trained: Annotator | None = None) -> None:
-        from phototag.features.descriptors import available_descriptors
+        from phototag.features.extract import is_descriptor, parse_source_spec
         from phototag.models.open_vocabulary import ImageNetWordNet
 
         features = trained.required_features() if trained is not None else ()
-        encoders = [name for name in features if name not in available_descriptors()]
-        encoder = encoders[0] if encoders else "efficientnet_lite2"
+        # the ImageNet classifier of the trained model's plain (option-free) encoder
+        plain = [n for n in features if not is_descriptor(n) and not parse_source_spec(n)[1]]
+        encoder = plain[0] if plain else "efficientnet_lite2"
         self.open_vocabulary = ImageNetWordNet.from_vocabulary(list(words), encoder_name=encoder)
         self.trained = trained
         self.vocabulary_ = self.open_vocabulary.vocabulary_
@@ -93,19 +94,19 @@ def annotate_files(
     workers: int | None = None,
     chunk_size: int = 512,
     progress: bool = True,
-    encoders: Sequence[FeatureSource] | None = None,
+    encoders: Mapping[str, FeatureSource] | None = None,
 ) -> Iterator[FileAnnotation]:
     """Yield one `FileAnnotation` per path, in order; unreadable photos carry an error.
 
-    `decoder` defaults to the model's own (``model.decoder_``). `encoders` are the
-    model's feature sources (encoders, descriptors) already built (a long-running service
-    keeps them loaded); by default they are created from ``model.required_features()``
-    on `runtime`.
+    `decoder` defaults to the model's own (``model.decoder_``). `encoders` maps each
+    feature the model reads to its source (encoder or descriptor), already built (a
+    long-running service keeps them loaded); by default they are created from
+    ``model.required_features()`` on `runtime` (`phototag.features.extract.create_sources`).
     """
     if encoders is None:
-        from phototag.features.extract import create_source
+        from phototag.features.extract import create_sources
 
-        encoders = [create_source(name, runtime=runtime) for name in model.required_features()]
+        encoders = create_sources(model.required_features(), runtime=runtime)
     bar = tqdm(total=len(paths), desc="annotating", unit="photo", disable=not progress)
     try:
         for start in range(0, len(paths), chunk_size):
@@ -123,7 +124,7 @@ def _annotate_chunk(
     paths: list[str],
     model: Scorer,
     decoder: Decoder | None,
-    encoders: Sequence[FeatureSource],
+    encoders: Mapping[str, FeatureSource],
     options: dict,
 ) -> Iterator[FileAnnotation]:
     from phototag.features.attach import with_features
@@ -136,8 +137,8 @@ def _annotate_chunk(
         image_paths=paths,
     )
     errors: dict[str, str] = {}
-    for encoder in encoders:
-        data, report = with_features(data, encoder, progress=False, **options)
+    for key, source in encoders.items():
+        data, report = with_features(data, source, key=key, progress=False, **options)
         errors.update(report.failures)
     tags: dict[str, list[tuple[str, float]]] = {}
     if len(data):

@@ -37,10 +37,9 @@ from phototag.annotation import FileAnnotation, Scorer, UserVocabulary
 from phototag.data import AnnotationSet
 from phototag.decoding import Decoder, decoder_from_config
 from phototag.errors import InvalidInputError, PhototagError
-from phototag.features.descriptors import available_descriptors
-from phototag.features.encoders import Preprocess, create_encoder
+from phototag.features.encoders import Preprocess
 from phototag.features.encoders.base import POOLED
-from phototag.features.extract import load_model_input
+from phototag.features.extract import create_source, is_descriptor, load_model_input
 from phototag.imaging import ImageLoadError
 from phototag.models.base import decoded_tags
 from phototag.pretrained import DEFAULT_MODEL, load_model
@@ -128,7 +127,8 @@ class _Annotate:
         self.model = source.load()
         self.decoder = decoder_from_config(decoder) if decoder else self.model.decoder_
         self.encoders = [
-            (create_encoder(name, runtime=runtime), f"pixels{column}") for name, column in encoders
+            (name, create_source(name, runtime=runtime), f"pixels{column}")
+            for name, column in encoders
         ]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -145,9 +145,9 @@ class _Annotate:
                 labels=sp.csr_matrix((len(paths), len(vocabulary)), dtype=bool),
                 image_paths=paths,
             )
-            for encoder, column in self.encoders:
+            for name, encoder, column in self.encoders:
                 pooled = encoder.forward_pixels(batch[column][ok], [POOLED])[POOLED]
-                data.features[encoder.name] = pooled.float().numpy()
+                data.features[name] = pooled.float().numpy()
             decoded = decoded_tags(self.model.scores(data), vocabulary, self.decoder)
             for i, pairs in zip(ok, decoded, strict=True):
                 tags[i] = json.dumps(pairs)  # floats round-trip exactly through JSON
@@ -189,7 +189,7 @@ def annotate_files_ray(
         encoders = source.load().required_features()
     recipes: list[Preprocess] = []
     columns: list[tuple[str, int]] = []
-    descriptors = sorted(set(encoders) & set(available_descriptors()))
+    descriptors = sorted(name for name in encoders if is_descriptor(name))
     if descriptors:
         raise InvalidInputError(
             "--engine ray",
@@ -198,7 +198,7 @@ def annotate_files_ray(
             "Annotate with the local engine (leave out --engine ray).",
         )
     for name in encoders:
-        preprocess = create_encoder(name, runtime="torch").preprocess
+        preprocess = create_source(name, runtime="torch").preprocess
         if preprocess not in recipes:
             recipes.append(preprocess)
         columns.append((name, recipes.index(preprocess)))

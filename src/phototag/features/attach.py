@@ -29,14 +29,16 @@ def with_features(
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
+    key: str | None = None,
 ) -> tuple[AnnotationSet, ExtractionReport]:
-    """`data` with ``features[source.name]`` filled from the feature store.
+    """`data` with ``features[key]`` filled from the feature store.
 
-    `source` is an image encoder or a classic descriptor, or the name of one (an encoder
-    named is built on `runtime`: ONNX Runtime by default, several times faster than
-    eager PyTorch for the same features). Vectors not stored yet are computed (and
-    stored) first. Items whose photo cannot be decoded are left out of the returned set,
-    and listed in its notes and the report.
+    `source` is an image encoder or a classic descriptor, or its feature name
+    (``NAME[?key=value&...]``, see `create_source`; an encoder named is built on
+    `runtime`: ONNX Runtime by default, several times faster than eager PyTorch for the
+    same features). `key` defaults to that feature name, or to the source's name.
+    Vectors not stored yet are computed (and stored) first. Items whose photo cannot be
+    decoded are left out of the returned set, and listed in its notes and the report.
     """
     if data.image_paths is None:
         raise InvalidInputError(
@@ -46,7 +48,9 @@ def with_features(
             "Give the reader the image folder, e.g. NAME:PATH?images=DIR.",
         )
     if isinstance(source, str):
+        key = key or source
         source = create_source(source, runtime=runtime)
+    key = key or source.name
     root = default_store_root() if store_root is None else Path(store_root)
     with open_store(root, source, dtype) as store:
         digests, report = extract_features(
@@ -60,6 +64,6 @@ def with_features(
         keep = np.array([d is not None for d in digests])
         vectors, _ = store.get([d for d in digests if d is not None])
     result = data.subset(np.flatnonzero(keep), name=data.name)  # a copy, even when complete
-    result.features[source.name] = vectors
+    result.features[key] = vectors
     result.notes.extend(f"left out, no features: {reason}" for _, reason in report.failures)
     return result, report

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -39,20 +41,51 @@ FeatureSource = ImageEncoder | Descriptor
 DESCRIPTOR_MAX_SIDE = 512
 
 
-def create_source(name: str, runtime: str = "onnx") -> FeatureSource:
-    """The encoder or descriptor registered as `name` (`phototag encoders` lists both)."""
+def parse_source_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split a feature name ``NAME[?key=value&...]`` into the registry name and the
+    builder's keywords (numbers parsed as numbers, ``~`` expanded in ``weights``), e.g.
+    ``efficientnet_lite2?input_size=384&resize=squash`` or ``resnet101?weights=r101.pth``.
+    """
+    name, _, query = spec.partition("?")
+    options: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        for parse in (int, float):
+            try:
+                options[key] = parse(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key] = str(Path(value).expanduser()) if key == "weights" else value
+    return name, options
+
+
+def is_descriptor(spec: str) -> bool:
+    """Whether the feature name `spec` names a classic descriptor (else an encoder)."""
+    return parse_source_spec(spec)[0] in available_descriptors()
+
+
+def create_source(spec: str, runtime: str = "onnx") -> FeatureSource:
+    """The encoder or descriptor a feature name ``NAME[?key=value&...]`` stands for
+    (`phototag encoders` lists the names; the options are the builder's keywords)."""
+    name, options = parse_source_spec(spec)
     if name not in available_descriptors():
-        return create_encoder(name, runtime=runtime)
-    descriptor = create_descriptor(name)
+        return create_encoder(name, **{"runtime": runtime, **options})
+    descriptor = create_descriptor(name, **options)
     if descriptor.requires_fit:
         raise InvalidInputError(
             "features",
             "an encoder or a descriptor that learns nothing",
-            repr(name),
+            repr(spec),
             f"{name} learns a codebook from training photos first: fit it in Python "
             "(docs/descriptors.md) and attach its vectors to the dataset yourself.",
         )
     return descriptor
+
+
+def create_sources(specs: Sequence[str], runtime: str = "onnx") -> dict[str, FeatureSource]:
+    """Feature name -> its source, for the names a model reads."""
+    return {spec: create_source(spec, runtime) for spec in specs}
 
 
 def source_id(source: FeatureSource) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from phototag.annotation import annotate_files
 from phototag.decoding import TopK
 from phototag.errors import PhototagError
-from phototag.features.encoders import create_encoder
+from phototag.features.extract import create_sources
 from phototag.models.base import Annotator, decoded_tags
 
 _STOP = None
@@ -43,7 +43,7 @@ class Tagger:
         max_batch: int = 16,
     ) -> None:
         self.model = model
-        self.encoders = [create_encoder(n, runtime=runtime) for n in model.required_features()]
+        self.encoders = create_sources(model.required_features(), runtime=runtime)
         self.store_root = store_root
         self.max_batch = max_batch
         self._every_label = TopK(len(model.vocabulary_))
