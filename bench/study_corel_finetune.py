@@ -12,7 +12,9 @@ a third of them), and
   cosine schedule over 40 epochs, batch 64, bf16, and an exponential moving average of
   the weights (0.998) as the final model. The other 10% (``heldout.npy``) is only
   scored. Saved: ``finetuned.npy`` (pooled features, photo + mirror) and
-  ``finetuned_probs.npy`` (classifier probabilities, photo + mirror) for every photo.
+  ``finetuned_probs.npy`` (classifier probabilities, photo + mirror) for every photo, and
+  the network's weights (``finetuned.safetensors``, float16), which phototag's feature
+  names take: ``efficientnet_lite2?weights=DIR/finetuned.safetensors&input_size=384&resize=squash``.
 
 Phase 2 (here, on the CPU): TagProp and 2PKNN fitted on the training split of each
 feature, TagProp on several features at once (neighbours from their equally weighted
@@ -192,6 +194,13 @@ def compute(data, directory: Path, seed: int, weights: str | None, size: int) ->
     model, classifier = finetune(fresh, x, y, fit, seed)
     features, probabilities = predict(model, x, classifier)
     np.save(directory / "finetuned.npy", features.astype(np.float16))
+    from safetensors.torch import save_file
+
+    state = model.state_dict()
+    weights = {
+        k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in state.items()
+    }
+    save_file(weights, str(directory / "finetuned.safetensors"))
     np.save(directory / "finetuned_probs.npy", probabilities.astype(np.float16))
     np.save(directory / "heldout.npy", held)
     (directory / "items.txt").write_text("\n".join(data.item_ids) + "\n")
