@@ -23,7 +23,8 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--encoder",
         default="efficientnet_lite2",
-        help="image encoder or classic descriptor (default: efficientnet_lite2; `phototag "
+        help="image encoder or classic descriptor, with builder options as NAME?key=value&... "
+        "(e.g. 'resnet101?weights=r101.pth'; default: efficientnet_lite2; `phototag "
         "encoders` lists both)",
     )
     add_store_options(parser)
