@@ -26,14 +26,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from corel_study import fit_and_score  # noqa: E402
+
 from phototag.benchmark import GLOBAL_DESCRIPTORS  # noqa: E402
 from phototag.data.readers import read_dataset  # noqa: E402
-from phototag.decoding import TopK  # noqa: E402
 from phototag.features.attach import with_features  # noqa: E402
 from phototag.features.descriptors import create_descriptor, describe_images  # noqa: E402
 from phototag.imaging import load_rgb  # noqa: E402
-from phototag.metrics import annotation_report  # noqa: E402
-from phototag.models import create_annotator  # noqa: E402
 
 #: Each descriptor with the distance it is compared by (histograms: chi2, moments: l1).
 DESCRIPTORS = GLOBAL_DESCRIPTORS
@@ -72,20 +71,10 @@ def main() -> int:
         "jec all seven": ("jec", features, metrics),
         "2pknn_ml all seven": ("2pknn_ml", features, metrics),
     }
-    results = {}
-    for label, (name, keys, distances) in runs.items():
-        begin = time.perf_counter()
-        model = create_annotator(name, features=keys, metric=distances).fit(train)
-        scores = model.scores(test)
-        report = annotation_report(test.labels, TopK(5).decode(scores), None)
-        row = {k: round(float(report[k]), 4) for k in ("C-P", "C-R", "C-F1")}
-        row["N+"] = int(report["N+"])
-        row["seconds"] = round(time.perf_counter() - begin, 1)
-        if name == "tagprop":
-            weights = np.round(model.weights_, 3).tolist()
-            row["feature_weights"] = dict(zip(keys, weights, strict=True))
-        print(f"{label}: {row}", flush=True)
-        results[label] = row
+    results = {
+        label: fit_and_score(label, train, test, name, keys, distances)[0]
+        for label, (name, keys, distances) in runs.items()
+    }
     args.out.write_text(json.dumps({
         "study": "Corel-5k: EfficientNet-Lite2 + six classic descriptors (top 5, test split)",
         "command": "python bench/study_corel_descriptors.py " + " ".join(sys.argv[1:]),

@@ -39,13 +39,12 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from corel_study import fit_and_score  # noqa: E402
+
 from phototag.data.readers import read_dataset  # noqa: E402
-from phototag.decoding import TopK  # noqa: E402
 from phototag.features.encoders import create_encoder  # noqa: E402
 from phototag.features.encoders.preprocess import normalize  # noqa: E402
 from phototag.features.extract import load_model_input  # noqa: E402
-from phototag.metrics import annotation_report  # noqa: E402
-from phototag.models import create_annotator  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -136,17 +135,7 @@ def finetune(
 
 def evaluate(data, key: str | list[str], model_name: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
     train, test = data.split("train"), data.split("test")
-    start = time.perf_counter()
-    model = create_annotator(model_name, features=key).fit(train)
-    scores = model.scores(test)
-    report = annotation_report(test.labels, TopK(5).decode(scores), None)
-    row = {k: round(float(report[k]), 4) for k in ("C-P", "C-R", "C-F1")}
-    row["N+"] = int(report["N+"])
-    row["seconds"] = round(time.perf_counter() - start, 1)
-    if model_name == "tagprop" and not isinstance(key, str):
-        row["feature_weights"] = [round(float(w), 3) for w in model.weights_]
-    print(f"  {model_name:8s} {key}: {row}", flush=True)
-    return row
+    return fit_and_score(f"  {model_name:8s} {key}", train, test, model_name, key)[0]
 
 
 def compute_features(data, weights: str | None) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]

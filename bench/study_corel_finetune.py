@@ -46,11 +46,11 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from corel_study import fit_and_score, top5_row  # noqa: E402
+
 from phototag.data.readers import read_dataset  # noqa: E402
-from phototag.decoding import TopK  # noqa: E402
 from phototag.features.encoders import create_encoder  # noqa: E402
 from phototag.features.extract import load_model_input  # noqa: E402
-from phototag.metrics import annotation_report  # noqa: E402
 from phototag.models import create_annotator  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -207,13 +207,6 @@ def compute(data, directory: Path, seed: int, weights: str | None, size: int) ->
     print(f"computed in {time.perf_counter() - start:.0f} s on {DEVICE}", flush=True)
 
 
-def score(labels, scores: np.ndarray) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    report = annotation_report(labels, TopK(5).decode(scores), None)
-    row = {k: round(float(report[k]), 4) for k in ("C-P", "C-R", "C-F1")}
-    row["N+"] = int(report["N+"])
-    return row
-
-
 def evaluate(data, directory: Path, descriptors: bool) -> dict[str, dict]:  # type: ignore[no-untyped-def]
     items = (directory / "items.txt").read_text().split()
     if items != list(data.item_ids):
@@ -231,31 +224,22 @@ def evaluate(data, directory: Path, descriptors: bool) -> dict[str, dict]:  # ty
         data.features.update(describe([str(p) for p in data.image_paths]))
         runs.append(("tagprop", [*pair, *DESCRIPTORS], ["cosine"] * 2 + [*DESCRIPTORS.values()]))
     train, test = data.split("train"), data.split("test")
-    results: dict[str, dict] = {"classifier": score(test.labels, test.features["finetuned_probs"])}
+    results: dict[str, dict] = {
+        "classifier": top5_row(test.labels, test.features["finetuned_probs"])
+    }
     scores_of = {}
     for model_name, features, metric in runs:
-        begin = time.perf_counter()
-        options = {"metric": metric} if metric else {}
-        model = create_annotator(model_name, features=features, **options).fit(train)
-        scores = model.scores(test)
         label = f"{model_name} {'+'.join(features) if isinstance(features, list) else features}"
-        scores_of[label] = scores
-        results[label] = {
-            **score(test.labels, scores),
-            "seconds": round(time.perf_counter() - begin, 1),
-        }
-        if model_name == "tagprop" and isinstance(features, list):
-            results[label]["feature_weights"] = dict(
-                zip(features, np.round(model.weights_, 3).tolist(), strict=True)
-            )
-        print(f"{label}: {results[label]}", flush=True)
+        results[label], scores_of[label] = fit_and_score(
+            label, train, test, model_name, features, metric
+        )
     # the classifier's share in a mix with TagProp, chosen on the held-out 10% only
     held_mask = np.isin(np.asarray(data.splits["train"]), np.load(directory / "heldout.npy"))
     fit, held = train.subset(np.flatnonzero(~held_mask)), train.subset(np.flatnonzero(held_mask))
     held_scores = create_annotator("tagprop", features=pair).fit(fit).scores(held)
     shares = np.round(np.linspace(0, 1, 11), 1)
     held_f1 = [
-        score(held.labels, a * held.features["finetuned_probs"] + (1 - a) * held_scores)["C-F1"]
+        top5_row(held.labels, a * held.features["finetuned_probs"] + (1 - a) * held_scores)["C-F1"]
         for a in shares
     ]
     share = float(shares[int(np.argmax(held_f1))])
@@ -264,7 +248,7 @@ def evaluate(data, directory: Path, descriptors: bool) -> dict[str, dict]:  # ty
         + (1 - share) * scores_of["tagprop " + "+".join(pair)]
     )
     results["tagprop + classifier"] = {
-        **score(test.labels, mix),
+        **top5_row(test.labels, mix),
         "classifier_share": share,
         "held_out_f1_by_share": dict(zip(shares.tolist(), held_f1, strict=True)),
     }
