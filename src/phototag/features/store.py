@@ -36,10 +36,10 @@ def _safe_name(encoder_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_id)
 
 
-
 def default_store_root() -> Path:
     """Where features are stored unless told otherwise: ``<cache>/features``."""
     return cache_dir() / "features"
+
 
 class FeatureStore:
     """Append-only store of fixed-size feature vectors for one encoder.
