@@ -204,6 +204,10 @@ COREL5K_MODELS: dict[str, ModelSpec] = {
         grid={"k": [1, 3, 8], "sigma": [0.03, 0.1, 0.3], "vote": ["neighbours", "label"]},
         score_only=("k", "sigma", "vote"),
     ),
+    "linear": ModelSpec(grid={"epochs": [10, 20, 40]}),
+    # 2PKNN, KCCA and the linear classifier fused; it chooses its weights and its
+    # rare-word exponent by its own 3-fold cross-validation
+    "ensemble": ModelSpec(),
     # several feature types, as JEC, TagProp and 2PKNN+ML were designed for
     "jec+descriptors": ModelSpec(
         model="jec", grid={"k": [5, 8, 13]}, descriptors=GLOBAL_DESCRIPTORS

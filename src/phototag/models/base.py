@@ -106,16 +106,12 @@ class Annotator(ABC):
         self._check_fitted()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        weights = {
-            key: np.ascontiguousarray(value)
-            for key, value in vars(self).items()
-            if key.endswith("_") and isinstance(value, np.ndarray)
-        }
+        weights = {key: np.ascontiguousarray(value) for key, value in self._arrays().items()}
         config = {
             "format": FORMAT,
             "model": self.name,
             "config": self.get_config(),
-            "state": {key: getattr(self, key) for key in self.extra_state},
+            "state": self._json_state(),
             "vocabulary": self.vocabulary_.to_json(),
             "decoder": self.decoder_.to_config(),
             "phototag_version": library_version(),
@@ -139,11 +135,55 @@ class Annotator(ABC):
         model = model_class(**config["config"])
         model.vocabulary_ = Vocabulary(config["vocabulary"])
         model.decoder_ = decoder_from_config(config["decoder"])
-        for key, value in config.get("state", {}).items():
-            setattr(model, key, value)
-        for key, value in load_file(str(directory / WEIGHTS_FILE)).items():
-            setattr(model, key, value)
+        model._restore(config.get("state", {}), load_file(str(directory / WEIGHTS_FILE)))
         return model
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The learned arrays `save` writes to the weights file."""
+        return {
+            key: value
+            for key, value in vars(self).items()
+            if key.endswith("_") and isinstance(value, np.ndarray)
+        }
+
+    def _json_state(self) -> dict[str, Any]:
+        """The learned JSON-compatible values `save` writes to the config file."""
+        return {key: getattr(self, key) for key in self.extra_state}
+
+    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Set the learned attributes `_json_state` and `_arrays` returned."""
+        for key, value in {**state, **arrays}.items():
+            setattr(self, key, value)
+
+
+def feature_matrix(
+    data: AnnotationSet, key: str, argument: str, dim: int | None = None
+) -> np.ndarray:
+    """``data.features[key]`` checked: present, a finite 2-D numeric matrix, and `dim`
+    columns when given (as in training). `argument` names the data in errors."""
+    if key not in data.features:
+        available = ", ".join(repr(k) for k in sorted(data.features)) or "none"
+        raise InvalidInputError(
+            "features",
+            f"a feature key present in the {argument} data (available: {available})",
+            repr(key),
+            "Pass features=<key> to the model, or compute those features first.",
+        )
+    x = np.asarray(data.features[key])
+    if x.ndim != 2 or x.dtype.kind not in "fiub":
+        raise InvalidInputError(
+            f"features[{key!r}]", "a 2-D numeric matrix", f"{x.dtype} array of shape {x.shape}"
+        )
+    if dim is not None and x.shape[1] != dim:
+        raise InvalidInputError(
+            f"features[{key!r}]",
+            f"{dim} columns (as in training)",
+            f"{x.shape[1]}",
+            "Use the same feature extractor as for training.",
+        )
+    if not np.isfinite(x).all():
+        raise InvalidInputError(f"features[{key!r}]", "finite values", "NaN or inf entries")
+    return x
 
 
 def decoded_tags(

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.errors import InvalidInputError
 from phototag.models import _cca_linalg as la
-from phototag.models.base import Annotator
+from phototag.models.base import Annotator, feature_matrix
 from phototag.models.registry import register_annotator
 
 __all__ = [
@@ -223,34 +223,8 @@ class _CCAFamily(Annotator):
 
     # ------------------------------------------------------------------ features
     def _features(self, data: AnnotationSet, argument: str) -> np.ndarray:
-        if self.features not in data.features:
-            available = ", ".join(repr(k) for k in sorted(data.features)) or "none"
-            raise InvalidInputError(
-                "features",
-                f"a feature key present in the {argument} data (available: {available})",
-                repr(self.features),
-                "Pass features=<key> to the model, or compute those features first.",
-            )
-        x = np.asarray(data.features[self.features])
-        if x.ndim != 2 or x.dtype.kind not in "fiub":
-            raise InvalidInputError(
-                f"features[{self.features!r}]",
-                "a 2-D numeric matrix",
-                f"{x.dtype} array of shape {x.shape}",
-            )
-        if hasattr(self, "input_dim_") and x.shape[1] != int(self.input_dim_[0]):
-            raise InvalidInputError(
-                f"features[{self.features!r}]",
-                f"{int(self.input_dim_[0])} columns (as in training)",
-                f"{x.shape[1]}",
-                "Use the same feature extractor as for training.",
-            )
-        x = x.astype(np.float64)
-        if not np.isfinite(x).all():
-            raise InvalidInputError(
-                f"features[{self.features!r}]", "finite values", "NaN or inf entries"
-            )
-        return x
+        dim = int(self.input_dim_[0]) if hasattr(self, "input_dim_") else None
+        return feature_matrix(data, self.features, argument, dim).astype(np.float64)
 
     def _normalized(self, x: np.ndarray) -> np.ndarray:
         if self.normalize is None:

@@ -27,7 +27,15 @@ def register_annotator(name: str) -> Callable[[A], A]:
 
 
 def _import_builtin_models() -> None:
-    from phototag.models import cca, knn, open_vocabulary, prior, regression  # noqa: F401
+    from phototag.models import (  # noqa: F401
+        cca,
+        ensemble,
+        knn,
+        linear,
+        open_vocabulary,
+        prior,
+        regression,
+    )
 
 
 def available_annotators() -> list[str]:

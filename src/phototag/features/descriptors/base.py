@@ -195,30 +195,3 @@ class Descriptor(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
-
-
-# ------------------------------------------------------------ argument checks
-def check_int(argument: str, value: object, minimum: int, maximum: int | None = None) -> int:
-    """`value` as an int in ``[minimum, maximum]``, or `InvalidInputError`."""
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if ok and value >= minimum and (maximum is None or value <= maximum):
-        return int(value)
-    upper = f" and at most {maximum}" if maximum is not None else ""
-    raise InvalidInputError(argument, f"an integer at least {minimum}{upper}", repr(value))
-
-
-def check_float(argument: str, value: object, minimum: float, strict: bool = True) -> float:
-    """`value` as a float above (or at least) `minimum`, or `InvalidInputError`."""
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    if ok and (value > minimum if strict else value >= minimum):
-        return float(value)
-    word = "above" if strict else "at least"
-    raise InvalidInputError(argument, f"a number {word} {minimum}", repr(value))
-
-
-def check_choice(argument: str, value: object, choices: Iterable[str]) -> str:
-    """`value` if it is one of `choices`, or `InvalidInputError`."""
-    choices = tuple(choices)
-    if value in choices:
-        return str(value)
-    raise InvalidInputError(argument, f"one of {', '.join(map(repr, choices))}", repr(value))

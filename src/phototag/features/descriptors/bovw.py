@@ -9,15 +9,8 @@ from typing import Any, Self
 
 import numpy as np
 
-from phototag.errors import InvalidInputError, NotFittedError
-from phototag.features.descriptors.base import (
-    Descriptor,
-    ImageViews,
-    as_views,
-    check_choice,
-    check_float,
-    check_int,
-)
+from phototag.errors import InvalidInputError, NotFittedError, check_choice, check_float, check_int
+from phototag.features.descriptors.base import Descriptor, ImageViews, as_views
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from phototag.features.descriptors.base import Descriptor, ImageViews, check_int
+from phototag.errors import check_int
+from phototag.features.descriptors.base import Descriptor, ImageViews
 
 #: Largest cube root of a third central moment of values in [0, 255]. Over [0, 1] the
 #: third central moment peaks at 1 / (6 sqrt 3), for the two-point distribution on

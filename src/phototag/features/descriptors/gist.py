@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from phototag.errors import InvalidInputError
-from phototag.features.descriptors.base import Descriptor, ImageViews, check_float, check_int
+from phototag.errors import InvalidInputError, check_float, check_int
+from phototag.features.descriptors.base import Descriptor, ImageViews
 
 _PREFILTER_PAD = 5  # symmetric padding of the whitening step, as in LMgist
 _FLAT_NORM = 1e-4  # below this, the raw GIST is rounding noise of a flat image

@@ -7,13 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from phototag.errors import InvalidInputError
-from phototag.features.descriptors.base import (
-    Descriptor,
-    ImageViews,
-    check_float,
-    check_int,
-)
+from phototag.errors import InvalidInputError, check_float, check_int
+from phototag.features.descriptors.base import Descriptor, ImageViews
 
 
 class EdgeDirectionHistogram(Descriptor):
