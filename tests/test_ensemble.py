@@ -26,7 +26,7 @@ def linear_set(n: int = 240, seed: int = 0, name: str = "lin"):
 
 
 def rare_word_set(n: int = 300, seed: int = 0, name: str = "rare"):
-    """Four clusters; in one of them a rare word replaces a common one on a quarter of the photos."""
+    """Four clusters; in one, a rare word replaces a common one on a quarter of the photos."""
     rng = np.random.default_rng(seed)
     rows, labels = [], []
     for i in range(n):
@@ -106,23 +106,25 @@ def test_ensemble_given_weights_mixes_rescaled_member_scores():
     assert a > 0  # a higher fused score means a more likely label
 
 
-def test_ensemble_choice_is_the_best_grid_point_on_held_out_data(tmp_path):
+@pytest.mark.parametrize("metric", ["C-F1", "O-F1"])
+def test_ensemble_choice_is_the_best_grid_point_on_held_out_data(tmp_path, metric):
     train, valid, test = (
         rare_word_set(),
         rare_word_set(seed=1, name="v"),
         rare_word_set(seed=2, name="t"),
     )
-    model = create_annotator("ensemble", members=MEMBERS, features="f", top_k=2).fit(train, valid)
+    model = create_annotator("ensemble", members=MEMBERS, features="f", top_k=2, metric=metric)
+    model.fit(train, valid)
     # recompute every grid point by hand on the validation photos
     scores = [rescaled(m.fit(train).scores(valid)) for m in model._new_members()]
     counts = train.label_frequencies() + 1.0
     grid = [(w0, w1, e) for w0 in WEIGHTS for w1 in WEIGHTS if max(w0, w1) == 1 for e in EXPONENTS]
     best = max(
-        annotation_report(valid.labels, TopK(2).decode(fused * counts**-e), None)["C-F1"]
+        annotation_report(valid.labels, TopK(2).decode(fused * counts**-e), None)[metric]
         for w0, w1, e in grid
         for fused in [w0 * scores[0] + w1 * scores[1]]
     )
-    assert model.cv_f1_ == pytest.approx(best)
+    assert model.selection_score_ == pytest.approx(best)
     loaded = Annotator.load(model.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.scores(test), model.scores(test), rtol=1e-6)
     assert loaded.required_features() == ("f",)
@@ -157,6 +159,8 @@ def test_ensemble_rejects_bad_configurations():
         create_annotator("ensemble", members=["2pknn"])
     with pytest.raises(InvalidInputError, match="weights"):
         create_annotator("ensemble", members=MEMBERS, weights=[1.0])
+    with pytest.raises(InvalidInputError, match="metric"):
+        create_annotator("ensemble", members=MEMBERS, metric="mAP_label")
     with pytest.raises(InvalidInputError, match="prior_exponent"):
         create_annotator("ensemble", members=MEMBERS, prior_exponent=-1)
 
