@@ -316,3 +316,13 @@ def test_features_command_resumes_from_its_journal(library, tmp_path, capsys):
     assert features(photos, "g.sqlite") == 0
     err = capsys.readouterr().err
     assert "0 computed" in err and "5 photos, 5 stored, 0 skipped, 5 resumed" in err
+
+
+def test_run_key_fingerprints_a_shipped_model_by_its_files():
+    from phototag.pretrained import pretrained_path
+
+    args = argparse.Namespace(model="default", store=None)
+    key = run_key("annotate", args, ["photos"])
+    files = {name for name, _, _ in key["model"]["files"]}
+    assert key["model"]["path"] == str(pretrained_path("default").resolve())
+    assert {"config.json", "weights.safetensors"} <= files

@@ -23,6 +23,7 @@ from phototag import __version__
 from phototag.annotation import FileAnnotation
 from phototag.imaging import ImageLoadError
 from phototag.journal import Journal, default_journal_path
+from phototag.pretrained import available_pretrained, pretrained_path
 
 #: Options that change how results are shown or how fast they come, not what they are.
 PRESENTATION_OPTIONS = frozenset(
@@ -66,13 +67,16 @@ def run_key(command: str, args: argparse.Namespace, inputs: Sequence[str]) -> di
 
     Options named in `PRESENTATION_OPTIONS` are left out; paths become absolute and carry
     the size and modification time of the file (or of the files in the folder) they
-    name, so a retrained model or edited word list starts a new journal.
+    name (a shipped model's too), so a retrained model or edited word list starts a new
+    journal.
     """
     key: dict[str, Any] = {"command": command, "version": __version__}
     key["inputs"] = [_absolute(item) for item in inputs]
     for name, value in sorted(vars(args).items()):
         if name in PATH_ONLY_OPTIONS and value is not None:
             key[name] = os.path.abspath(value)
+        elif name == "model" and isinstance(value, str) and value in available_pretrained():
+            key[name] = _fingerprint(str(pretrained_path(value)))  # a shipped model's files
         elif name not in PRESENTATION_OPTIONS:
             key[name] = _fingerprint(value)
     return key
