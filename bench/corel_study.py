@@ -14,9 +14,9 @@ from phototag.models import create_annotator
 
 
 def top5_row(labels, scores: np.ndarray) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """C-P, C-R, C-F1 (fractions, 4 digits) and N+ of the top 5 labels of `scores`."""
+    """C-P, C-R, C-F1, O-F1 (fractions, 4 digits) and N+ of the top 5 labels of `scores`."""
     report = annotation_report(labels, TopK(5).decode(scores), None)
-    row = {k: round(float(report[k]), 4) for k in ("C-P", "C-R", "C-F1")}
+    row = {k: round(float(report[k]), 4) for k in ("C-P", "C-R", "C-F1", "O-F1")}
     row["N+"] = int(report["N+"])
     return row
 

@@ -205,7 +205,7 @@ COREL5K_MODELS: dict[str, ModelSpec] = {
         score_only=("k", "sigma", "vote"),
     ),
     "linear": ModelSpec(grid={"epochs": [10, 20, 40]}),
-    # 2PKNN, KCCA and the linear classifier fused; it chooses its weights and its
+    # 2PKNN, CCA and the linear classifier fused; it chooses its weights and its
     # rare-word exponent by its own 3-fold cross-validation
     "ensemble": ModelSpec(),
     # several feature types, as JEC, TagProp and 2PKNN+ML were designed for

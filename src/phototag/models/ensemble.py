@@ -71,7 +71,7 @@ class Ensemble(Annotator):
 
     Args:
         members: one mapping per member, ``{"model": NAME, **its parameters}``, e.g.
-            ``[{"model": "2pknn"}, {"model": "kcca"}, {"model": "linear"}]``.
+            ``[{"model": "2pknn"}, {"model": "cca"}, {"model": "linear"}]`` (the default).
         features: feature key given to every member that takes features and names none.
         weights: one weight per member; None = chosen by cross-validation.
         prior_exponent: the rare-word exponent; None = chosen by cross-validation.
@@ -88,7 +88,7 @@ class Ensemble(Annotator):
         self,
         members: Sequence[Mapping[str, Any]] = (
             {"model": "2pknn"},
-            {"model": "kcca"},
+            {"model": "cca"},
             {"model": "linear"},
         ),
         features: str | None = None,

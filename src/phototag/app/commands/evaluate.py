@@ -22,7 +22,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", required=True, metavar="NAME:PATH")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--predictions", type=Path, metavar="FILE", help="predictions file")
-    source.add_argument("--model", type=Path, metavar="DIR", help="a saved phototag model")
+    source.add_argument(
+        "--model", metavar="NAME|DIR", help="a saved phototag model, or a shipped one by name"
+    )
     parser.add_argument("--split", default="test", help="dataset split to evaluate (default: test)")
     parser.add_argument(
         "--protocol",
@@ -42,9 +44,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     target = read_dataset(args.dataset).split(args.split)
     if args.model is not None:
-        from phototag.models import Annotator
+        from phototag.pretrained import load_model
 
-        model = Annotator.load(args.model)
+        model = load_model(args.model)
         target = attach_features(target, model.required_features(), args)
         result = evaluate_model(model, target, args.protocol)
     else:
