@@ -53,6 +53,7 @@ from phototag.data.readers import read_dataset  # noqa: E402
 from phototag.features.encoders import create_encoder  # noqa: E402
 from phototag.features.extract import load_model_input  # noqa: E402
 from phototag.models import create_annotator  # noqa: E402
+from phototag.models.linear import asymmetric_loss  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RECIPE = {
@@ -67,15 +68,6 @@ RECIPE = {
     "min_area": 0.5,
     "held_out": 0.1,
 }
-
-
-def asymmetric_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """ASL with gamma+ = 0: positives by log-likelihood, easy negatives down-weighted."""
-    p = torch.sigmoid(logits.float())
-    shifted = (p - RECIPE["clip"]).clamp(min=0)
-    positive = y * torch.log(p.clamp(min=1e-8))
-    negative = (1 - y) * shifted.pow(RECIPE["gamma_neg"]) * torch.log((1 - shifted).clamp(min=1e-8))
-    return -(positive + negative).sum() / len(y)
 
 
 def random_crops(x: torch.Tensor) -> torch.Tensor:
@@ -161,8 +153,9 @@ def finetune(model: nn.Module, x: Photos, y: torch.Tensor, rows: np.ndarray, see
             batch_rows = order[start : start + RECIPE["batch"]]
             inputs = random_crops(x.batch(batch_rows)).contiguous(memory_format=torch.channels_last)
             with torch.autocast(DEVICE, torch.bfloat16):
+                logits = classifier(model(inputs)["pooled"]).float()
                 loss = asymmetric_loss(
-                    classifier(model(inputs)["pooled"]), y[batch_rows].to(DEVICE)
+                    logits, y[batch_rows].to(DEVICE), RECIPE["gamma_neg"], RECIPE["clip"]
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -26,7 +26,7 @@ import numpy as np
 
 from phototag.data import AnnotationSet
 from phototag.decoding import TopK
-from phototag.errors import InvalidInputError, check_choice, check_int
+from phototag.errors import InvalidInputError, check_choice, check_float, check_int
 from phototag.metrics import annotation_report
 from phototag.models.base import Annotator
 from phototag.models.registry import annotator_class, create_annotator, register_annotator
@@ -104,18 +104,15 @@ class Ensemble(Annotator):
             raise InvalidInputError("members", "at least one member model", "none")
         self.features = features
         if weights is not None:
-            weights = [float(w) for w in weights]
-            if len(weights) != len(self.members) or min(weights) < 0 or max(weights) <= 0:
-                raise InvalidInputError(
-                    "weights",
-                    f"{len(self.members)} non-negative numbers, not all 0",
-                    repr(weights),
-                )
+            expected = f"{len(self.members)} non-negative numbers, not all 0"
+            if isinstance(weights, str) or len(weights) != len(self.members):
+                raise InvalidInputError("weights", expected, repr(weights))
+            weights = [check_float("weights", w, 0.0, strict=False) for w in weights]
+            if max(weights) == 0:
+                raise InvalidInputError("weights", expected, repr(weights))
         self.weights = weights
-        if prior_exponent is not None and not 0 <= prior_exponent <= 2:
-            raise InvalidInputError(
-                "prior_exponent", "a number in [0, 2] or None", repr(prior_exponent)
-            )
+        if prior_exponent is not None:
+            prior_exponent = check_float("prior_exponent", prior_exponent, 0.0, strict=False)
         self.prior_exponent = prior_exponent
         self.n_folds = check_int("n_folds", n_folds, 2)
         self.top_k = check_int("top_k", top_k, 1)
@@ -127,9 +124,8 @@ class Ensemble(Annotator):
         """Unfitted members (those at `indices`, default all)."""
         shared = {} if self.features is None else {"features": self.features}
         members = []
-        for spec in (
-            self.members[i] for i in (range(len(self.members)) if indices is None else indices)
-        ):
+        for i in range(len(self.members)) if indices is None else indices:
+            spec = self.members[i]
             params = {k: v for k, v in spec.items() if k != "model"}
             if "features" in inspect.signature(annotator_class(spec["model"])).parameters:
                 params = {**shared, **params}

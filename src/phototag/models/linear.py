@@ -11,6 +11,8 @@ PyTorch on the CPU (seconds for Corel-5k); scoring is NumPy only.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from phototag.data import AnnotationSet
@@ -18,8 +20,13 @@ from phototag.errors import check_float, check_int
 from phototag.models.base import Annotator, feature_matrix
 from phototag.models.registry import register_annotator
 
+if TYPE_CHECKING:
+    import torch
 
-def asymmetric_loss(logits, targets, gamma_neg: float = 4.0, clip: float = 0.05):  # type: ignore[no-untyped-def]
+
+def asymmetric_loss(
+    logits: torch.Tensor, targets: torch.Tensor, gamma_neg: float = 4.0, clip: float = 0.05
+) -> torch.Tensor:
     """Mean over items of the summed asymmetric loss (torch tensors, targets in {0, 1}).
 
     Positives: ``-log p``. Negatives: the probability shifted down by `clip`
