@@ -108,3 +108,16 @@ def test_train_on_a_tagged_folder_then_annotate_its_untagged_photos(library, tmp
     assert sorted(t.split(" (")[0] for t in line.split(": ")[1].split(", ")) == ["animal", "cat"]
     assert f"would change {untagged[1]}.xmp: +" in captured.err
     assert read_keywords(untagged[1]).keywords == ()  # dry run
+
+
+def test_the_ensemble_trains_on_a_small_tagged_folder(library, tmp_path, capsys):
+    out = tmp_path / "ensemble"
+    members = '[{"model": "2pknn", "k1": 2}, {"model": "linear"}]'
+    code = main(["train", "--dataset", f"folder:{library}", "--model", "ensemble", "--out",
+                 str(out), "--param", "features=efficientnet_lite0", "--param",
+                 f"members={members}", "--param", 'metric="O-F1"', "--param", "top_k=2",
+                 "--store", str(tmp_path / "store"), "--workers", "0"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    rows = {r["label"]: r for r in json.loads((out / "training_report.json").read_text())["labels"]}
+    assert rows["cat"]["recall"] == 1.0
