@@ -33,15 +33,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,37 +51,12 @@ from corel_study import fit_and_score, top5_row  # noqa: E402
 from phototag.data.readers import read_dataset  # noqa: E402
 from phototag.features.encoders import create_encoder  # noqa: E402
 from phototag.features.extract import load_model_input  # noqa: E402
+from phototag.finetune import FinetuneRecipe, finetune_encoder, save_network  # noqa: E402
 from phototag.models import create_annotator  # noqa: E402
-from phototag.models.linear import asymmetric_loss  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-RECIPE = {
-    "epochs": 40,
-    "batch": 64,
-    "lr": 2e-4,
-    "classifier_lr": 2e-3,
-    "weight_decay": 1e-4,
-    "gamma_neg": 4.0,
-    "clip": 0.05,
-    "ema": 0.998,
-    "min_area": 0.5,
-    "held_out": 0.1,
-}
-
-
-def random_crops(x: torch.Tensor) -> torch.Tensor:
-    """Random resized crops and horizontal flips of a float batch, by one grid sample."""
-    n, device = len(x), x.device
-    area = torch.empty(n, device=device).uniform_(RECIPE["min_area"], 1.0)
-    aspect = torch.exp(torch.empty(n, device=device).uniform_(math.log(3 / 4), math.log(4 / 3)))
-    sx, sy = torch.sqrt(area * aspect).clamp(max=1), torch.sqrt(area / aspect).clamp(max=1)
-    flip = torch.where(torch.rand(n, device=device) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3, device=device)
-    theta[:, 0, 0], theta[:, 1, 1] = sx * flip, sy
-    theta[:, 0, 2] = (torch.rand(n, device=device) * 2 - 1) * (1 - sx)
-    theta[:, 1, 2] = (torch.rand(n, device=device) * 2 - 1) * (1 - sy)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+RECIPE = FinetuneRecipe()  # phototag's `finetune` defaults: the recipe of this study
+HELD_OUT = 0.1
 
 
 class Photos:
@@ -120,81 +94,30 @@ def predict(model: nn.Module, x: Photos, classifier: nn.Module | None = None):  
     return torch.cat(features).numpy(), torch.cat(probabilities).numpy() if probabilities else None
 
 
-def finetune(model: nn.Module, x: Photos, y: torch.Tensor, rows: np.ndarray, seed: int):  # type: ignore[no-untyped-def]
-    """The recipe above; returns the moving-average network and classifier."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = model.to(DEVICE).to(memory_format=torch.channels_last)
-    classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(model.num_features, y.shape[1]))
-    classifier = classifier.to(DEVICE)
-    both = nn.ModuleDict({"network": model, "classifier": classifier})
-    average = torch.optim.swa_utils.AveragedModel(
-        both,
-        multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(RECIPE["ema"]),
-        use_buffers=True,
-    )
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": model.parameters(), "lr": RECIPE["lr"]},
-            {"params": classifier.parameters(), "lr": RECIPE["classifier_lr"]},
-        ],
-        weight_decay=RECIPE["weight_decay"],
-    )
-    per_epoch = math.ceil(len(rows) / RECIPE["batch"])
-    total = RECIPE["epochs"] * per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min(1.0, (s + 1) / per_epoch) * 0.5 * (1 + math.cos(math.pi * s / total)),
-    )
-    for epoch in range(RECIPE["epochs"]):
-        both.train()
-        order = rng.permutation(rows)
-        for start in range(0, len(order) - RECIPE["batch"] // 4, RECIPE["batch"]):
-            batch_rows = order[start : start + RECIPE["batch"]]
-            inputs = random_crops(x.batch(batch_rows)).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(DEVICE, torch.bfloat16):
-                logits = classifier(model(inputs)["pooled"]).float()
-                loss = asymmetric_loss(
-                    logits, y[batch_rows].to(DEVICE), RECIPE["gamma_neg"], RECIPE["clip"]
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            average.update_parameters(both)
-        print(f"epoch {epoch + 1}: loss {loss.item():.3f}", flush=True)
-    return average.module["network"], average.module["classifier"]
-
-
 def compute(data, directory: Path, seed: int, weights: str | None, size: int) -> None:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     paths = [str(p) for p in data.image_paths]
     encoder = create_encoder(
-        "efficientnet_lite2", weights=weights, input_size=size, resize="squash"
+        "efficientnet_lite2", weights=weights, input_size=size, resize="squash", runtime="torch"
     )
     x = Photos(paths, encoder)
     directory.mkdir(parents=True, exist_ok=True)
     pretrained = predict(encoder.model.to(DEVICE), x)[0]
     np.save(directory / f"squash{size}.npy", pretrained.astype(np.float16))
     train_rows = np.asarray(data.splits["train"])
-    rng = np.random.default_rng(seed)
-    shuffled = rng.permutation(train_rows)
-    n_held = round(RECIPE["held_out"] * len(train_rows))
-    held, fit = np.sort(shuffled[:n_held]), shuffled[n_held:]
-    y = torch.from_numpy(data.labels.toarray().astype(np.float32))
-    fresh = create_encoder(
-        "efficientnet_lite2", weights=weights, input_size=size, resize="squash"
-    ).model
-    model, classifier = finetune(fresh, x, y, fit, seed)
-    features, probabilities = predict(model, x, classifier)
-    np.save(directory / "finetuned.npy", features.astype(np.float16))
-    from safetensors.torch import save_file
+    shuffled = np.random.default_rng(seed).permutation(train_rows)
+    n_held = round(HELD_OUT * len(train_rows))
+    held, fit = np.sort(shuffled[:n_held]), np.sort(shuffled[n_held:])
 
-    state = model.state_dict()
-    weights = {
-        k: (v.half() if v.is_floating_point() else v).contiguous().cpu() for k, v in state.items()
-    }
-    save_file(weights, str(directory / "finetuned.safetensors"))
+    def report(epoch: int, loss: float) -> None:
+        print(f"epoch {epoch}: loss {loss:.3f}", flush=True)
+
+    result = finetune_encoder(
+        encoder, data.subset(fit), RECIPE, device=DEVICE, seed=seed, progress=report
+    )  # fmt: skip
+    features, probabilities = predict(result.network.to(DEVICE), x, result.classifier.to(DEVICE))
+    np.save(directory / "finetuned.npy", features.astype(np.float16))
+    save_network(result.network, directory / "finetuned.safetensors")
     np.save(directory / "finetuned_probs.npy", probabilities.astype(np.float16))
     np.save(directory / "heldout.npy", held)
     (directory / "items.txt").write_text("\n".join(data.item_ids) + "\n")
@@ -288,7 +211,7 @@ def main() -> int:
                 "study": "Corel-5k: fine-tuned EfficientNet-Lite2 (squashed 384 px input, crops, "
                 "asymmetric loss, EMA) with TagProp and 2PKNN (top 5, test split)",
                 "command": "python bench/study_corel_finetune.py " + " ".join(sys.argv[1:]),
-                "recipe": RECIPE,
+                "recipe": {**dataclasses.asdict(RECIPE), "held_out": HELD_OUT},
                 "results": results,
             },
             indent=2,

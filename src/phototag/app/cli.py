@@ -8,7 +8,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from phototag.app.commands import annotate, benchmark, catalog, evaluate, features, serve, train
+from phototag.app.commands import (
+    annotate,
+    benchmark,
+    catalog,
+    evaluate,
+    features,
+    finetune,
+    serve,
+    train,
+)
 from phototag.errors import PhototagError
 
 
@@ -22,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"phototag {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (annotate, train, evaluate, features, serve, benchmark, catalog):
+    for command in (annotate, train, evaluate, features, finetune, serve, benchmark, catalog):
         command.register(commands)
     return parser
 
