@@ -6,11 +6,14 @@ On the command line a dataset is ``NAME:PATH`` with optional reader options afte
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
+
+import numpy as np
 
 from phototag.data.annotation_set import AnnotationSet
 from phototag.errors import InvalidInputError
@@ -78,11 +81,11 @@ def read_dataset(spec: str, **options: str) -> AnnotationSet:
         )
     info = readers[name]
     merged = {**spec_options, **options}
+    holdout = {key: merged.pop(key) for key in HOLDOUT_OPTIONS if key in merged}
     unknown = sorted(set(merged) - set(info.options))
     if unknown:
-        raise InvalidInputError(
-            f"{name} options", f"any of {info.options or 'none'}", ", ".join(unknown)
-        )
+        allowed = [*info.options, *HOLDOUT_OPTIONS]
+        raise InvalidInputError(f"{name} options", f"any of {allowed}", ", ".join(unknown))
     if not path.exists():
         raise InvalidInputError(
             "--dataset",
@@ -90,7 +93,47 @@ def read_dataset(spec: str, **options: str) -> AnnotationSet:
             f"{path} (not found)",
             "Check the path after the colon.",
         )
-    return info.read(path, **merged)
+    data = info.read(path, **merged)
+    if "valid" in holdout:
+        data = hold_out_valid(data, holdout["valid"], holdout.get("valid_seed", "0"))
+    elif "valid_seed" in holdout:
+        raise InvalidInputError("valid_seed", "to come with valid=FRACTION", "valid_seed alone")
+    return data
+
+
+#: Options every reader takes: ``valid=F`` moves a seeded random fraction F of the
+#: ``train`` split into a new ``valid`` split (``valid_seed=S``, default 0).
+HOLDOUT_OPTIONS = ("valid", "valid_seed")
+
+
+def hold_out_valid(
+    data: AnnotationSet, fraction: str | float, seed: str | int = 0
+) -> AnnotationSet:
+    """`data` with ``round(fraction * n)`` of its ``train`` items, drawn by a seeded
+    permutation, moved into a new ``valid`` split (``train`` keeps the rest)."""
+    try:
+        fraction, seed = float(fraction), int(seed)
+    except ValueError:
+        raise InvalidInputError(
+            "valid", "a fraction in (0, 1) and an integer valid_seed", f"{fraction!r}, {seed!r}"
+        ) from None
+    if not 0 < fraction < 1:
+        raise InvalidInputError("valid", "a fraction in (0, 1)", repr(fraction))
+    if "train" not in data.splits or "valid" in data.splits:
+        raise InvalidInputError(
+            "valid",
+            "a dataset with a train split and no valid split",
+            f"splits {sorted(data.splits)}",
+        )
+    train = np.asarray(data.splits["train"])
+    shuffled = np.random.default_rng(seed).permutation(train)
+    n_valid = round(fraction * len(train))
+    splits = {
+        **data.splits,
+        "train": np.sort(shuffled[n_valid:]),
+        "valid": np.sort(shuffled[:n_valid]),
+    }
+    return dataclasses.replace(data, splits=splits)
 
 
 def _import_builtin_readers() -> None:
