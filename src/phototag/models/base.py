@@ -37,7 +37,9 @@ class Annotator(ABC):
     Subclasses take their configuration as explicit keyword arguments stored under the
     same attribute names (so the constructor signature is the config), and keep learned
     state in attributes ending in ``_``: numpy arrays among them are saved as weights,
-    JSON-compatible values listed in `extra_state` go into the config file.
+    JSON-compatible values listed in `extra_state` go into the config file. A model made
+    of other models (`phototag.models.ensemble`) overrides `_arrays`, `_json_state` and
+    `_restore` to save them inside its own files.
     """
 
     name: ClassVar[str] = ""
