@@ -67,7 +67,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[fl
 
 @register_annotator("ensemble")
 class Ensemble(Annotator):
-    """Weighted mix of member annotators' per-photo rescaled scores (module docstring).
+    """Late fusion of member models, weights and rare-word exponent chosen on held-out data.
 
     Args:
         members: one mapping per member, ``{"model": NAME, **its parameters}``, e.g.
