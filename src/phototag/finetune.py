@@ -93,7 +93,9 @@ def torch_device(name: str) -> torch.device:
     if name not in ("auto", "cpu", "cuda"):
         raise InvalidInputError("device", "auto, cpu or cuda", repr(name))
     if name == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError("device", "a device this machine has", "cuda (no GPU)")
+        raise InvalidInputError(
+            "device", "a device this machine has", "'cuda' (no GPU)", "Use 'cpu' or 'auto'."
+        )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -187,7 +189,7 @@ def finetune_encoder(
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = copy.deepcopy(encoder.model).to(torch_dev).train()
+        network = copy.deepcopy(encoder.model).to(torch_dev, memory_format=torch.channels_last)
         classifier = nn.Sequential(
             nn.Dropout(recipe.dropout), nn.Linear(network.num_features, y.shape[1])
         ).to(torch_dev)
@@ -216,11 +218,13 @@ def finetune_encoder(
         for epoch in range(recipe.epochs):
             both.train()
             order = torch.randperm(len(rows), generator=generator).to(torch_dev)
-            epoch_loss = 0.0
+            epoch_loss = torch.zeros((), device=torch_dev)
             for step in range(per_epoch):
                 take = order[step * batch : (step + 1) * batch]
-                inputs = (x[take].float() - mean) / std
-                inputs = random_resized_crops(inputs, recipe.min_area, generator)
+                inputs = random_resized_crops(
+                    (x[take].float() - mean) / std, recipe.min_area, generator
+                )
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
                 with autocast:
                     logits = classifier(network(inputs)["pooled"]).float()
                 loss = asymmetric_loss(logits, y[take], recipe.gamma_neg, recipe.clip)
@@ -229,10 +233,10 @@ def finetune_encoder(
                 optimizer.step()
                 schedule.step()
                 average.update_parameters(both)
-                epoch_loss += loss.item() / per_epoch
-            losses.append(epoch_loss)
+                epoch_loss += loss.detach() / per_epoch
+            losses.append(epoch_loss.item())
             if progress is not None:
-                progress(epoch + 1, epoch_loss)
+                progress(epoch + 1, losses[-1])
     network, classifier = (average.module[key].cpu().eval() for key in ("network", "classifier"))
     return FinetuneResult(network, classifier, failures, losses)
 

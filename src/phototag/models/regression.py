@@ -238,12 +238,9 @@ class CNNRegressor(Annotator):
 
     # ------------------------------------------------------------------ network
     def _torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise InvalidInputError("device", "a device this machine has", "'cuda' (no GPU)",
-                                    "Use device='cpu' or 'auto'.")  # fmt: skip
-        return torch.device(self.device)
+        from phototag.finetune import torch_device
+
+        return torch_device(self.device)
 
     def _build_encoder(self) -> ImageEncoder:
         options: dict[str, Any] = {"runtime": "torch"}
