@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,7 +51,8 @@ from corel_study import fit_and_score, top5_row  # noqa: E402
 
 from phototag.data.readers import read_dataset  # noqa: E402
 from phototag.features.encoders import create_encoder  # noqa: E402
-from phototag.features.extract import load_model_input  # noqa: E402
+from phototag.features.encoders.preprocess import normalize  # noqa: E402
+from phototag.features.extract import decode_photos  # noqa: E402
 from phototag.finetune import FinetuneRecipe, finetune_encoder, save_network  # noqa: E402
 from phototag.models import create_annotator  # noqa: E402
 
@@ -63,20 +65,17 @@ class Photos:
     """All photos as uint8 model inputs on the device, normalised per batch."""
 
     def __init__(self, paths: list[str], encoder) -> None:  # type: ignore[no-untyped-def]
-        from multiprocessing import get_context
-
-        preprocess = encoder.preprocess
-        with get_context("fork").Pool() as pool:
-            pixels = pool.starmap(load_model_input, [(p, preprocess) for p in paths], 64)
-        self.pixels = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).to(DEVICE)
-        self.mean = torch.tensor(preprocess.mean, device=DEVICE).view(1, 3, 1, 1)
-        self.std = torch.tensor(preprocess.std, device=DEVICE).view(1, 3, 1, 1)
+        pixels, _, failures = decode_photos(paths, encoder.preprocess, os.cpu_count())
+        if failures:
+            raise SystemExit(f"cannot decode: {failures[:3]}")
+        self.pixels = torch.from_numpy(pixels).to(DEVICE)
+        self.preprocess = encoder.preprocess
 
     def __len__(self) -> int:
         return len(self.pixels)
 
     def batch(self, rows) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        return (self.pixels[rows].float() - self.mean) / self.std
+        return normalize(self.pixels[rows], self.preprocess)
 
 
 def predict(model: nn.Module, x: Photos, classifier: nn.Module | None = None):  # type: ignore[no-untyped-def]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,14 +32,14 @@ import numpy as np
 
 from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError, check_float, check_int
-from phototag.features.extract import load_model_input, parse_source_spec
-from phototag.imaging import ImageLoadError
+from phototag.features.encoders.preprocess import normalize
+from phototag.features.extract import decode_photos, parse_source_spec
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from phototag.features.encoders import ImageEncoder, Preprocess
+    from phototag.features.encoders import ImageEncoder
 
 WEIGHTS_FORMAT = "phototag.FinetunedEncoder"
 #: State-dict prefixes of the encoders' ImageNet classifiers (EfficientNet-Lite, ResNet).
@@ -126,33 +125,6 @@ def random_resized_crops(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def _decode(job: tuple[str, Preprocess]) -> np.ndarray | str:
-    path, preprocess = job
-    try:
-        return load_model_input(path, preprocess)
-    except (ImageLoadError, OSError) as error:
-        return str(error)
-
-
-def decode_photos(
-    paths: list[str], preprocess: Preprocess, workers: int | None = None
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Every photo as the encoder's uint8 input ``[N, S, S, 3]``, the rows that decoded,
-    and ``(path, reason)`` for those that did not."""
-    jobs = [(path, preprocess) for path in paths]
-    workers = max(1, (os.cpu_count() or 2) - 1) if workers is None else workers
-    if workers > 0 and len(paths) > 64:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            decoded = pool.map(_decode, jobs, chunksize=64)
-    else:
-        decoded = [_decode(job) for job in jobs]
-    ok = [i for i, item in enumerate(decoded) if not isinstance(item, str)]
-    failures = [(paths[i], item) for i, item in enumerate(decoded) if isinstance(item, str)]
-    size = preprocess.input_size
-    pixels = np.stack([decoded[i] for i in ok]) if ok else np.zeros((0, size, size, 3), np.uint8)
-    return pixels, np.asarray(ok, dtype=np.int64), failures
-
-
 def finetune_encoder(
     encoder: ImageEncoder,
     train: AnnotationSet,
@@ -181,10 +153,8 @@ def finetune_encoder(
     )
     if len(rows) < 2:
         raise InvalidInputError("dataset", "at least 2 readable photos", f"{len(rows)}")
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(torch_dev)
+    x = torch.from_numpy(pixels).to(torch_dev)
     y = torch.from_numpy(train.labels[rows].toarray().astype(np.float32)).to(torch_dev)
-    mean = torch.tensor(encoder.preprocess.mean, device=torch_dev).view(1, 3, 1, 1)
-    std = torch.tensor(encoder.preprocess.std, device=torch_dev).view(1, 3, 1, 1)
 
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
@@ -221,9 +191,8 @@ def finetune_encoder(
             epoch_loss = torch.zeros((), device=torch_dev)
             for step in range(per_epoch):
                 take = order[step * batch : (step + 1) * batch]
-                inputs = random_resized_crops(
-                    (x[take].float() - mean) / std, recipe.min_area, generator
-                )
+                inputs = normalize(x[take], encoder.preprocess)
+                inputs = random_resized_crops(inputs, recipe.min_area, generator)
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
                 with autocast:
                     logits = classifier(network(inputs)["pooled"]).float()

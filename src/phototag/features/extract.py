@@ -320,6 +320,29 @@ def decoded_batches(
     return _batched(_decode, [(str(p), preprocess) for p in paths], batch_size, pool)
 
 
+def decode_photos(
+    paths: Sequence[str | Path], preprocess: Preprocess, workers: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Every photo as the encoder's uint8 input, all in memory (for training, which visits
+    each photo many times): ``[N, S, S, 3]`` pixels of the files that decoded, their
+    positions in `paths`, and ``(path, reason)`` for the others."""
+    pool = _Pool(default_workers(paths) if workers is None else workers)
+    rows: list[int] = []
+    pixels: list[np.ndarray] = []
+    failures: list[tuple[str, str]] = []
+    try:
+        with closing(decoded_batches(paths, preprocess, 256, pool)) as batches:
+            for indices, batch, failed in batches:
+                rows.extend(indices)
+                pixels.extend(batch)
+                failures.extend(failed)
+    finally:
+        pool.close()
+    size = preprocess.input_size
+    stacked = np.stack(pixels) if pixels else np.zeros((0, size, size, 3), np.uint8)
+    return stacked, np.asarray(rows, dtype=np.int64), failures
+
+
 def _batched(
     function: Callable[[tuple], tuple[np.ndarray | None, str | None]],  # type: ignore[type-arg]
     jobs: Sequence[tuple],  # type: ignore[type-arg]

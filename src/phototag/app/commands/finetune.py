@@ -37,7 +37,7 @@ def _add_finetune(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where to train (auto: CUDA when available)")  # fmt: skip
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="photo-decoding processes (default: one per extra core)")  # fmt: skip
+                        help="photo-decoding processes (default: as `features` picks)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of crops, order and init")
     parser.set_defaults(run=_run_finetune)
 

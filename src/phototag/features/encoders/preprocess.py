@@ -218,9 +218,10 @@ def transform(images: Sequence[ImageLike], preprocess: Preprocess) -> torch.Tens
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 
 
-def normalize(pixels: np.ndarray, preprocess: Preprocess) -> torch.Tensor:
-    """uint8 ``[N, S, S, 3]`` model inputs -> the network's float32 ``[N, 3, S, S]`` batch."""
-    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
-    std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
+def normalize(pixels: np.ndarray | torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
+    """uint8 ``[N, S, S, 3]`` model inputs -> the network's float32 ``[N, 3, S, S]`` batch
+    (on the device of `pixels` when they are a tensor)."""
+    x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(preprocess.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(preprocess.std, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.contiguous_format)
