@@ -326,3 +326,12 @@ def test_run_key_fingerprints_a_shipped_model_by_its_files():
     files = {name for name, _, _ in key["model"]["files"]}
     assert key["model"]["path"] == str(pretrained_path("default").resolve())
     assert {"config.json", "weights.safetensors"} <= files
+
+
+def test_run_key_fingerprints_the_directory_load_model_reads(tmp_path, monkeypatch, prior_model):
+    import shutil
+
+    shutil.copytree(prior_model, tmp_path / "default")  # a local folder named like a shipped model
+    monkeypatch.chdir(tmp_path)
+    key = run_key("annotate", argparse.Namespace(model="default", store=None), ["photos"])
+    assert key["model"]["path"] == str((tmp_path / "default").resolve())

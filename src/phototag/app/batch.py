@@ -23,7 +23,6 @@ from phototag import __version__
 from phototag.annotation import FileAnnotation
 from phototag.imaging import ImageLoadError
 from phototag.journal import Journal, default_journal_path
-from phototag.pretrained import available_pretrained, pretrained_path
 
 #: Options that change how results are shown or how fast they come, not what they are.
 PRESENTATION_OPTIONS = frozenset(
@@ -75,11 +74,23 @@ def run_key(command: str, args: argparse.Namespace, inputs: Sequence[str]) -> di
     for name, value in sorted(vars(args).items()):
         if name in PATH_ONLY_OPTIONS and value is not None:
             key[name] = os.path.abspath(value)
-        elif name == "model" and isinstance(value, str) and value in available_pretrained():
-            key[name] = _fingerprint(str(pretrained_path(value)))  # a shipped model's files
+        elif name == "model" and value is not None:
+            key[name] = _fingerprint(str(_model_directory(value)))  # a shipped model's too
         elif name not in PRESENTATION_OPTIONS:
             key[name] = _fingerprint(value)
     return key
+
+
+def _model_directory(model: str) -> str | Path:
+    """What `--model` names on disk (as given when it names nothing, for `load_model` to
+    report)."""
+    from phototag.errors import InvalidInputError
+    from phototag.pretrained import model_directory
+
+    try:
+        return model_directory(model)
+    except InvalidInputError:
+        return model
 
 
 def _absolute(item: str) -> str:

@@ -31,9 +31,12 @@ def pretrained_path(name: str) -> Path:
     return path
 
 
+def model_directory(name_or_path: str | Path) -> Path:
+    """The directory `load_model` reads: a saved model's, or a shipped model's by name."""
+    path = Path(name_or_path).expanduser()
+    return path if path.is_dir() else pretrained_path(str(name_or_path))
+
+
 def load_model(name_or_path: str | Path) -> Annotator:
     """A saved model directory, or a shipped model by name (``"default"``)."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return Annotator.load(path)
-    return Annotator.load(pretrained_path(str(name_or_path)))
+    return Annotator.load(model_directory(name_or_path))
