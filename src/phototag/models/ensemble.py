@@ -28,6 +28,7 @@ from phototag.data import AnnotationSet
 from phototag.decoding import TopK
 from phototag.errors import InvalidInputError, check_choice, check_float, check_int
 from phototag.metrics import annotation_report
+from phototag.models._knn_tagprop import Targets, fit_word_sigmoids
 from phototag.models.base import Annotator
 from phototag.models.registry import annotator_class, create_annotator, register_annotator
 
@@ -47,22 +48,15 @@ def rescaled(scores: np.ndarray) -> np.ndarray:
     return np.divide(scores - low, span, out=np.zeros_like(scores), where=span > 0)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """``(a, b)`` maximising the likelihood of binary `y` under ``sigmoid(a * x + b)``
-    (Newton's method on the two parameters, with a small ridge for separable data)."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    design = np.stack([x, np.ones_like(x)], axis=1)
-    theta = np.zeros(2)
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -60.0, 60.0)))
-        gradient = design.T @ (y - p) - 1e-6 * theta
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-6 * np.eye(2)
-        step = np.linalg.solve(hessian, gradient)
-        theta += step
-        if np.abs(step).max() < 1e-9:
-            break
-    return float(theta[0]), float(theta[1])
+def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(a >= 0, b)`` maximising the likelihood of binary `y` under ``sigmoid(a * x + b)``
+    (TagProp's per-word Newton solver, `fit_word_sigmoids`, on all cells as one word,
+    with a small ridge for separable data)."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1, 1)
+    x = np.asarray(x, dtype=np.float64).reshape(-1, 1)
+    targets = Targets(y, np.flatnonzero(y), 1.0, 1.0)
+    a, b = fit_word_sigmoids(x, targets, np.zeros(1), np.zeros(1), ridge=1e-6)
+    return float(a[0]), float(b[0])
 
 
 @register_annotator("ensemble")
