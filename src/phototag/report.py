@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from phototag.cache import write_atomically
+from phototag.fileio import atomic_write
 from phototag.imaging import load_image
 
 __all__ = ["HtmlReport", "thumbnail_data_uri"]
@@ -108,7 +108,7 @@ class HtmlReport:
         if self._rows.closed:
             return
         try:
-            write_atomically(self.path, self._write_page)
+            atomic_write(self.path, self._write_page)
         finally:
             self._discard()
 

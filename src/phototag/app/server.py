@@ -37,7 +37,6 @@ from phototag.app.web.security import (
     upload_format,
 )
 from phototag.app.web.tagger import PhotoUnreadable, Tagger
-from phototag.cache import write_atomically
 from phototag.errors import InvalidInputError
 from phototag.feedback import (
     DATABASE_FILE,
@@ -46,6 +45,7 @@ from phototag.feedback import (
     Photo,
     default_data_dir,
 )
+from phototag.fileio import atomic_write
 from phototag.imaging import IMAGE_EXTENSIONS, ImageLoadError, load_image
 
 STATIC = Path(__file__).resolve().parent / "web" / "static"
@@ -109,7 +109,7 @@ class _Service:
         path = self.uploads / f"{digest}{UPLOAD_FORMATS[kind]}"
         if path.is_file():
             return path, False
-        write_atomically(path, lambda f: f.write(data))
+        atomic_write(path, data)
         return path, True
 
     def photo(self, photo_id: int) -> Photo:

