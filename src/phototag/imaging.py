@@ -471,16 +471,51 @@ def _looks_truncated(f: IO[bytes], kind: str, head: bytes, size: int) -> bool:
             return struct.unpack_from(order + "I", head, 4)[0] >= size
         if kind in ("HEIF", "AVIF"):
             return _isobmff_truncated(f, size)
+        if kind == "JPEG":
+            return _jpeg_truncated(f, size)
         f.seek(max(0, size - 64))
         tail = f.read(64)
-        if kind == "JPEG":
-            return b"\xff\xd9" not in tail
         if kind == "PNG":
             return b"IEND" not in tail[-16:]
         if kind == "GIF":
             return b";" not in tail[-4:]
     except (OSError, struct.error):
         return True
+    return False
+
+
+_JPEG_STANDALONE: Final = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7
+
+
+def _jpeg_truncated(f: IO[bytes], size: int) -> bool:
+    """Walk the JPEG's segments: truncated if one runs past the end or the scan data
+    has no end marker; bytes where a marker must be mean damage, not truncation."""
+    position = 2
+    for _ in range(10_000):
+        f.seek(position)
+        header = f.read(4)
+        if len(header) < 2:
+            return True
+        if header[0] != 0xFF:
+            return False
+        marker = header[1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+            continue
+        if marker == 0xD9:  # end of image
+            return False
+        if marker in _JPEG_STANDALONE:
+            position += 2
+            continue
+        if len(header) < 4:
+            return True
+        end = position + 2 + struct.unpack_from(">H", header, 2)[0]
+        if end > size:
+            return True
+        if marker == 0xDA:  # start of scan: entropy-coded data runs to the end marker
+            f.seek(max(end, size - 64))
+            return b"\xff\xd9" not in f.read(64)
+        position = end
     return False
 
 
