@@ -507,6 +507,18 @@ def test_damaged_jpeg_header_is_corrupt(tmp_path, jpeg_bytes):
     assert_load_error(path, "corrupt")
 
 
+@pytest.mark.parametrize("header_bytes", [2, 20, 200])
+def test_random_bytes_after_a_jpeg_header_are_corrupt_not_truncated(
+    tmp_path, jpeg_bytes, header_bytes
+):
+    random_tail = np.random.default_rng(header_bytes).bytes(5000)
+    for tail in (random_tail, random_tail + b"\xff\xd9"):
+        path = tmp_path / "noise.jpg"
+        path.write_bytes(jpeg_bytes[:header_bytes] + tail.replace(b"\xff", b"\x00"))
+        error = assert_load_error(path, "corrupt")
+        assert "copy it again" not in str(error)
+
+
 FUZZ_FORMATS = [
     ("JPEG", {}),
     ("PNG", {}),
