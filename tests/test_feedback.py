@@ -10,6 +10,7 @@ from phototag.app.cli import main
 from phototag.data import from_label_sets
 from phototag.errors import InvalidInputError
 from phototag.feedback import FeedbackStore, merge_feedback
+from phototag.fileio import DamagedFileError
 from phototag.models import Annotator
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -94,7 +95,7 @@ def test_merge_refuses_missing_database_and_labels_only_data(tmp_path, photos):
     with pytest.raises(InvalidInputError, match="no such file"):
         merge_feedback(data, tmp_path / "missing.sqlite")
     (tmp_path / "junk.sqlite").write_text("not a database " * 100)
-    with pytest.raises(InvalidInputError, match="junk.sqlite"):
+    with pytest.raises(DamagedFileError, match="junk.sqlite: not a readable decisions database"):
         merge_feedback(data, tmp_path / "junk.sqlite")
     FeedbackStore(tmp_path / "feedback.sqlite")
     with pytest.raises(InvalidInputError, match="labels only"):

@@ -12,6 +12,11 @@ a training set, which is what ``phototag train --feedback DB`` does:
 - an accepted keyword the vocabulary does not have yet is added to it.
 
 For each photo and keyword only the latest decision counts.
+
+The database is SQLite in WAL mode with ``synchronous=FULL``, so a committed decision
+survives a crash or a power cut. A full disk or an unwritable folder is one
+`StorageError` naming the folder (the decision is not recorded, earlier ones are kept);
+a file that is not a readable SQLite database is a `DamagedFileError` naming it.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from phototag.data import AnnotationSet, Vocabulary
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, PhototagError
+from phototag.fileio import DamagedFileError, storage_error
 
 DATABASE_FILE = "feedback.sqlite"
 ACCEPTED: Literal["accepted"] = "accepted"
@@ -101,20 +107,41 @@ class FeedbackStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._guard():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30.0)
+    def _guard(self) -> Iterator[None]:
+        """A full disk, an unwritable folder or a damaged database as one clear error."""
         try:
-            db.execute("PRAGMA foreign_keys=ON")
-            with db:  # one transaction: committed on success, rolled back on error
-                yield db
-        finally:
-            db.close()
+            yield
+        except PhototagError:
+            raise
+        except (OSError, sqlite3.Error) as error:
+            if getattr(error, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                raise DamagedFileError(
+                    self.path, f"not a readable decisions database ({error})",
+                    "It holds the decisions made in `phototag serve`: restore it from a "
+                    "backup, or move it aside to start a new one",
+                ) from None  # fmt: skip
+            if isinstance(error, OSError | sqlite3.OperationalError):
+                raise storage_error(self.path.parent, error) from None
+            raise
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with self._guard():
+            db = sqlite3.connect(self.path, timeout=30.0)
+            try:
+                db.execute("PRAGMA foreign_keys=ON")
+                db.execute("PRAGMA synchronous=FULL")
+                with db:  # one transaction: committed on success, rolled back on error
+                    yield db
+            finally:
+                db.close()
 
     def add_photo(self, path: str | Path, name: str, source: str) -> Photo:
         """The photo at `path`, registered on first sight (same path, same id)."""
@@ -210,7 +237,8 @@ def merge_feedback(
     """`data` with the decisions of `database` applied (rules in the module docstring).
 
     Photos that are not in `data` join split `split`. Raises `InvalidInputError` when
-    `database` is not a decisions database or `data` has no image files to match.
+    `database` is missing or `data` has no image files to match, `DamagedFileError` when
+    `database` is not a decisions database.
     """
     database = Path(database)
     if not database.is_file():
@@ -223,12 +251,7 @@ def merge_feedback(
             "--feedback", "a dataset with image files to match decisions to",
             f"{data.name} (labels only)",
         )  # fmt: skip
-    try:
-        decided = FeedbackStore(database).photos_with_decisions()
-    except sqlite3.DatabaseError as error:
-        raise InvalidInputError(
-            "--feedback", "the decisions database of `phototag serve`", f"{database} ({error})"
-        ) from error
+    decided = FeedbackStore(database).photos_with_decisions()
     report = FeedbackReport()
     vocabulary = _with_new_labels(data.vocabulary, decided, report)
     widen = sp.csr_matrix((data.n_items, len(vocabulary) - data.n_labels), dtype=bool)
@@ -314,8 +337,10 @@ def _append(
     notes = list(data.notes)
     metadata = dict(data.metadata)
     if extra and metadata:
-        notes.append(f"feedback: per-item metadata ({', '.join(metadata)}) left out: "
-                     f"{len(extra)} photos from outside the dataset were added")
+        notes.append(
+            f"feedback: per-item metadata ({', '.join(metadata)}) left out: "
+            f"{len(extra)} photos from outside the dataset were added"
+        )
         metadata = {}
     return AnnotationSet(
         name=data.name,

@@ -7,10 +7,15 @@ Layout of one store (one directory per encoder id under the store root)::
     ROOT/<encoder id>/index.sqlite    content digest -> row
 
 Rows are written and synced before their index entries are committed, so a process
-killed at any point leaves a consistent store: rows without a committed index entry are
-cut off by the next write, and their images are simply computed again. Writers take an
-exclusive lock on ``ROOT/<encoder id>/lock``, so several processes may fill and read one
-store at the same time.
+killed at any point, or a disk that fills up, leaves a consistent store: rows without a
+committed index entry are cut off by the next write, and their images are simply
+computed again. ``meta.json`` is replaced atomically (`phototag.fileio.atomic_write`).
+Writers take an exclusive lock on ``ROOT/<encoder id>/lock``, so several processes may
+fill and read one store at the same time.
+
+A full disk or an unwritable folder is one `StorageError` naming the folder; a damaged
+file (``meta.json`` that is not JSON, an index that is not SQLite, ``vectors.bin``
+shorter than its index says) is a `DamagedFileError` that says to delete the folder.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from phototag.cache import cache_dir
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, PhototagError
+from phototag.fileio import DamagedFileError, atomic_write, storage_error
 
 _DTYPES = ("float16", "float32")
+_SCHEMA = "CREATE TABLE IF NOT EXISTS rows (digest TEXT PRIMARY KEY, row INTEGER NOT NULL)"
 
 
 def _safe_name(encoder_id: str) -> str:
@@ -58,48 +65,85 @@ class FeatureStore:
         self.dim = dim
         self.dtype = np.dtype(dtype)
         self.directory = Path(root).expanduser() / _safe_name(encoder_id)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._check_meta()
         self._vectors_path = self.directory / "vectors.bin"
-        self._db = sqlite3.connect(self.directory / "index.sqlite")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS rows (digest TEXT PRIMARY KEY, row INTEGER NOT NULL)"
-        )
-        self._db.commit()
-        self._vectors_path.touch()
         self._mmap: np.memmap | None = None
+        with self._guard():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._check_meta()
+            self._vectors_path.touch()
+            self._db = sqlite3.connect(self.directory / "index.sqlite")
+        try:
+            with self._guard(), self._db:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute(_SCHEMA)
+            self._checked_rows()
+        except PhototagError:
+            self._db.close()
+            raise
 
     @property
     def _row_bytes(self) -> int:
         return self.dim * self.dtype.itemsize
 
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Failures to read or write this store's files as one clear error."""
+        try:
+            yield
+        except PhototagError:
+            raise
+        except (OSError, sqlite3.OperationalError) as error:  # full, read-only, locked
+            raise storage_error(self.directory, error) from None
+        except sqlite3.DatabaseError as error:  # "file is not a database", "malformed"
+            raise self._damaged("index.sqlite", f"not a readable SQLite index ({error})") from None
+
+    def _damaged(self, name: str, problem: str) -> DamagedFileError:
+        fix = f"Delete the folder {self.directory} to recompute these features"
+        return DamagedFileError(self.directory / name, problem, fix)
+
     def _check_meta(self) -> None:
         meta_path = self.directory / "meta.json"
         meta = {"encoder": self.encoder_id, "dim": self.dim, "dtype": self.dtype.name}
-        if meta_path.exists():
-            found = json.loads(meta_path.read_text())
-            if found != meta:
-                raise InvalidInputError(
-                    f"feature store {self.directory}",
-                    f"features matching {meta}",
-                    str(found),
-                    "Use another --out directory, or delete this one to recompute.",
-                )
-        else:
-            meta_path.write_text(json.dumps(meta))
+        if not meta_path.exists():
+            atomic_write(meta_path, json.dumps(meta))
+            return
+        try:
+            found = json.loads(meta_path.read_bytes())
+        except ValueError:  # empty, cut short, not UTF-8
+            raise self._damaged("meta.json", "empty or not valid JSON") from None
+        if found != meta:
+            raise InvalidInputError(
+                f"feature store {self.directory}",
+                f"features matching {meta}",
+                str(found),
+                "Use another --store folder, or delete this one to recompute.",
+            )
 
     @property
     def _n_rows(self) -> int:
         """Committed rows (other processes may have added some since the last call)."""
-        return int(self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+        with self._guard():
+            return int(self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+
+    def _checked_rows(self) -> int:
+        """`_n_rows`, after checking that ``vectors.bin`` holds every one of them."""
+        n_rows = self._n_rows
+        with self._guard():
+            size = self._vectors_path.stat().st_size
+        if size < n_rows * self._row_bytes:
+            raise self._damaged(
+                "vectors.bin",
+                f"{size} bytes, but the index lists {n_rows} rows of {self._row_bytes} bytes",
+            )
+        return n_rows
 
     def __len__(self) -> int:
         return self._n_rows
 
     def __contains__(self, digest: object) -> bool:
-        row = self._db.execute("SELECT 1 FROM rows WHERE digest = ?", (digest,)).fetchone()
+        with self._guard():
+            row = self._db.execute("SELECT 1 FROM rows WHERE digest = ?", (digest,)).fetchone()
         return row is not None
 
     def rows_of(self, digests: Sequence[str]) -> np.ndarray:
@@ -113,19 +157,22 @@ class FeatureStore:
             chunk = unique[start : start + 900]
             marks = ",".join("?" * len(chunk))
             query = f"SELECT digest, row FROM rows WHERE digest IN ({marks})"
-            for digest, row in self._db.execute(query, chunk):
+            with self._guard():
+                found = self._db.execute(query, chunk).fetchall()
+            for digest, row in found:
                 result[position[digest]] = row
         return result
 
     def vectors(self) -> np.ndarray:
         """All stored rows as a read-only memory map ``[len(self), dim]``."""
-        n_rows = self._n_rows
+        n_rows = self._checked_rows()
         if n_rows == 0:
             return np.zeros((0, self.dim), dtype=self.dtype)
         if self._mmap is None or len(self._mmap) != n_rows:
-            self._mmap = np.memmap(
-                self._vectors_path, dtype=self.dtype, mode="r", shape=(n_rows, self.dim)
-            )
+            with self._guard():
+                self._mmap = np.memmap(
+                    self._vectors_path, dtype=self.dtype, mode="r", shape=(n_rows, self.dim)
+                )
         return self._mmap
 
     def get(self, digests: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +185,10 @@ class FeatureStore:
         return out, found
 
     def add(self, digests: Sequence[str], vectors: np.ndarray) -> None:
-        """Append `vectors` under `digests` (digests already stored are skipped)."""
+        """Append `vectors` under `digests` (digests already stored are skipped).
+
+        On a full disk this raises `StorageError` and records none of them.
+        """
         vectors = np.asarray(vectors)
         if vectors.shape != (len(digests), self.dim):
             raise InvalidInputError(
@@ -155,22 +205,25 @@ class FeatureStore:
             keep = [i for (digest, i), row in zip(new.items(), stored, strict=True) if row < 0]
             if not keep:
                 return
-            n_rows = self._n_rows
+            n_rows = self._checked_rows()
             block = np.ascontiguousarray(vectors[keep], dtype=self.dtype)
-            with self._vectors_path.open("r+b") as handle:
-                handle.truncate(n_rows * self._row_bytes)  # rows of a writer that was killed
-                handle.seek(0, os.SEEK_END)
-                handle.write(block.tobytes())
-                handle.flush()
-                os.fsync(handle.fileno())
             entries = [(digests[i], n_rows + k) for k, i in enumerate(keep)]
-            with self._db:
-                self._db.executemany("INSERT INTO rows (digest, row) VALUES (?, ?)", entries)
+            with self._guard():
+                with self._vectors_path.open("r+b") as handle:
+                    handle.truncate(n_rows * self._row_bytes)  # rows of a failed writer
+                    handle.seek(0, os.SEEK_END)
+                    handle.write(block.tobytes())
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                with self._db:
+                    self._db.executemany("INSERT INTO rows (digest, row) VALUES (?, ?)", entries)
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
         """Exclusive lock of this store's writers, across processes."""
-        with (self.directory / "lock").open("a") as handle:
+        with self._guard():
+            handle = (self.directory / "lock").open("a")
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
