@@ -24,6 +24,7 @@ from phototag.app.batch import (
     skip_reason,
 )
 from phototag.errors import InvalidInputError
+from phototag.fileio import DamagedFileError, StorageError
 from phototag.journal import Journal, JournalInUseError, default_journal_path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -134,13 +135,80 @@ def test_one_process_at_a_time(tmp_path):
     Journal(tmp_path / "j.sqlite", {}).close()  # released on close
 
 
-def test_not_a_database_is_reported(tmp_path):
+def test_damaged_or_foreign_journal_is_named_and_left_alone(tmp_path):
     bad = tmp_path / "j.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(InvalidInputError, match="cannot be used"):
-        Journal(bad, {})
-    with pytest.raises(InvalidInputError, match="cannot be used"):
+    for restart in (False, True):  # --restart does not delete a file it cannot identify
+        with pytest.raises(
+            DamagedFileError,
+            match=r"j\.sqlite: cannot be read as a phototag "
+            r"journal \(file is not a database\)\. If phototag wrote it, delete",
+        ):
+            Journal(bad, {}, restart=restart)
+    assert bad.read_bytes() == b"this is not sqlite" * 100
+    with pytest.raises(StorageError, match=r"j\.sqlite: cannot write here \(File exists\)"):
         Journal(bad / "inside a file.sqlite", {})
+    other = tmp_path / "other.sqlite"  # someone's own database, with a `files` table
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE files (name TEXT)")
+        db.execute("INSERT INTO files VALUES ('precious')")
+    db.close()
+    before = other.read_bytes()
+    with pytest.raises(InvalidInputError, match=r"another SQLite database \(it holds files\)"):
+        Journal(other, {}, restart=True)
+    assert other.read_bytes() == before
+    empty = tmp_path / "empty.sqlite"  # a journal created on a full disk: 0 bytes
+    empty.touch()
+    (a,) = touch_files(tmp_path / "p", ["a.jpg"])
+    with Journal(empty, {}) as journal:
+        journal.record(a, 1)
+    with Journal(empty, {}) as journal:
+        assert list(journal.completed([a])) == [a]
+
+
+def test_journal_written_before_non_utf8_names_still_resumes(tmp_path):
+    """The format is unchanged for UTF-8 names: a journal as earlier versions wrote it."""
+    a, b = touch_files(tmp_path / "p", ["a.jpg", "é.jpg"])
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute(
+            "CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+            "mtime_ns INTEGER NOT NULL, companions TEXT, result TEXT, error TEXT)"
+        )
+        db.execute("""INSERT INTO meta VALUES ('schema', '1'), ('run', '{"model":"é"}')""")
+        for name, result in ((a, "[1]"), (b, None)):
+            info = os.stat(name)
+            error = None if result else "é.jpg: truncated"
+            db.execute(
+                "INSERT INTO files VALUES (?, ?, ?, NULL, ?, ?)",
+                (name, info.st_size, info.st_mtime_ns, result, error),
+            )
+    db.close()
+    with Journal(path, {"model": "é"}) as journal:
+        done = journal.completed([a, b])
+        assert done[a].result == [1] and done[b].error == "é.jpg: truncated"
+    with sqlite3.connect(path) as db:  # a journal of a later format is refused, kept
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    db.close()
+    with pytest.raises(InvalidInputError, match=r"differs in: journal format.*--restart"):
+        Journal(path, {"model": "é"})
+
+
+def test_non_utf8_names_are_kept_exactly(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"bad_\xff.jpg")
+    Path(os.fsdecode(raw)).write_bytes(b"x")
+    name = os.fsdecode(raw)
+    with Journal(tmp_path / "j.sqlite", {"inputs": [name]}) as journal:
+        journal.record(name, {"path": name}, error=f"{name}: truncated")
+    with Journal(tmp_path / "j.sqlite", {"inputs": [name]}) as journal:
+        entry = journal.completed([name])[name]
+        assert entry.result == {"path": name} and entry.error == f"{name}: truncated"
+    with sqlite3.connect(tmp_path / "j.sqlite") as db:
+        assert db.execute("SELECT path FROM files").fetchone() == (raw,)  # a BLOB, exact
+    db.close()
 
 
 def test_default_path_is_per_run_in_the_cache(tmp_path, monkeypatch):

@@ -1,8 +1,9 @@
 """Run journals: which files a batch run has finished, so a killed run resumes.
 
 A journal is a small SQLite database (WAL mode) with one row per finished file: its
-absolute path, its size and modification time (nanoseconds) when it was processed, and
-its result (any JSON value) or the error that stopped it. Every record is its own
+absolute path (as TEXT, or as its exact bytes, a BLOB, when the name is not valid
+UTF-8), its size and modification time (nanoseconds) when it was processed, and its
+result (any JSON value) or the error that stopped it. Every record is its own
 committed transaction, so a process killed at any moment (``SIGKILL`` included) leaves
 every file recorded before the kill in the journal; a power cut may lose the last few
 records, never the journal's consistency. A file whose size or modification time
@@ -13,6 +14,10 @@ results (inputs, model, decoder, options). Opening a journal with another key is
 refused, so the results of one run are never replayed as another's. One process at a
 time may hold a journal open.
 
+A journal phototag cannot read (cut short, overwritten, not a database) raises
+`phototag.fileio.DamagedFileError` naming it; a full disk or a folder that cannot be
+written raises `phototag.fileio.StorageError`. Neither ever deletes or changes the file.
+
 >>> with Journal("run.sqlite", {"model": "default"}) as journal:  # doctest: +SKIP
 ...     done = journal.completed(paths)          # path -> JournalEntry, unchanged files
 ...     for path in paths:
@@ -22,27 +27,38 @@ time may hold a journal open.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from phototag.cache import cache_dir
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, PhototagError
+from phototag.fileio import DamagedFileError, storage_error
+from phototag.report import json_text
 
 __all__ = ["Journal", "JournalEntry", "JournalInUseError", "default_journal_path"]
 
+#: Names that are not UTF-8, stored as BLOBs, left the format as it was: journals written
+#: before read the same, and older versions read these (such rows just never match).
 _SCHEMA = 1
+_COLUMNS = {
+    "meta": ("key", "value"),
+    "files": ("path", "size", "mtime_ns", "companions", "result", "error"),
+}
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 def canonical_json(value: Any) -> str:
-    """`value` as JSON with sorted keys and no spaces: equal values, equal text."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """`value` as JSON with sorted keys and no spaces: equal values, equal text (file names
+    that are not UTF-8 included, as `phototag.report.json_text` writes them)."""
+    return json_text(value, sort_keys=True, separators=(",", ":"))
 
 
 def default_journal_path(command: str, run_key: Mapping[str, Any]) -> Path:
@@ -88,19 +104,17 @@ class Journal:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock = self._take_lock()
         except OSError as error:
-            raise self._unusable(error) from error
+            raise storage_error(self.path.parent, error) from None
         try:
             self._db = sqlite3.connect(self.path)
         except sqlite3.Error as error:
             self._lock.close()
-            raise self._unusable(error) from error
+            raise self._failure(error) from None
         try:
             self._prepare(restart)
-        except (sqlite3.Error, InvalidInputError) as error:
+        except BaseException:
             self.close()
-            if isinstance(error, InvalidInputError):
-                raise
-            raise self._unusable(error) from error
+            raise
 
     # ------------------------------------------------------------------ opening
     def _take_lock(self) -> IO[bytes]:
@@ -117,37 +131,71 @@ class Journal:
             ) from None
         return lock
 
-    def _unusable(self, error: Exception) -> InvalidInputError:
-        return InvalidInputError(
-            f"journal {self.path}",
-            "a phototag journal (SQLite database) in a writable folder",
-            f"a file that cannot be used ({error})",
-            "Name another file with --journal, or delete this one.",
-        )
+    def _failure(self, error: sqlite3.Error) -> PhototagError:
+        """`error` in words: a damaged journal (`DamagedFileError`), else a storage problem
+        (`StorageError` naming the folder: full disk, read-only, cannot create)."""
+        if (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _DAMAGED:
+            return DamagedFileError(
+                self.path,
+                f"cannot be read as a phototag journal ({error})",
+                "If phototag wrote it, delete it: it only lists the files a run finished, "
+                "and the next run does them again. Otherwise name another file with --journal",
+            )
+        return storage_error(self.path.parent, error)
+
+    @contextlib.contextmanager
+    def _database(self) -> Iterator[sqlite3.Connection]:
+        """The open database, its errors turned into `_failure`'s (the transaction undone)."""
+        try:
+            yield self._db
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.rollback()
+            raise self._failure(error) from None
 
     def _prepare(self, restart: bool) -> None:
-        db = self._db
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
-        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-            "mtime_ns INTEGER NOT NULL, companions TEXT, result TEXT, error TEXT)"
-        )
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        wanted = {"schema": str(_SCHEMA), "run": canonical_json(self.run_key)}
-        if restart or not meta:
-            db.execute("DELETE FROM files")
-            db.execute("DELETE FROM meta")
-            db.executemany("INSERT INTO meta VALUES (?, ?)", wanted.items())
-        elif meta != wanted:
-            raise InvalidInputError(
-                f"journal {self.path}",
-                "the journal of this run",
-                f"the journal of another run (it differs in: {self._differences(meta)})",
-                "Start it over with --restart, or name another file with --journal.",
+        with self._database() as db:
+            foreign = self._foreign_tables(db)
+            if foreign:  # never touch another program's database
+                raise InvalidInputError(
+                    f"journal {self.path}",
+                    "a phototag journal",
+                    f"another SQLite database (it holds {', '.join(foreign)})",
+                    "Name another file with --journal; this one is left as it is.",
+                )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across kills
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
-        db.commit()
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+                "mtime_ns INTEGER NOT NULL, companions TEXT, result TEXT, error TEXT)"
+            )
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            wanted = {"schema": str(_SCHEMA), "run": canonical_json(self.run_key)}
+            if restart or not meta:
+                db.execute("DELETE FROM files")
+                db.execute("DELETE FROM meta")
+                db.executemany("INSERT INTO meta VALUES (?, ?)", wanted.items())
+            elif meta != wanted:
+                raise InvalidInputError(
+                    f"journal {self.path}",
+                    "the journal of this run",
+                    f"the journal of another run (it differs in: {self._differences(meta)})",
+                    "Start it over with --restart, or name another file with --journal.",
+                )
+            db.commit()
+
+    @staticmethod
+    def _foreign_tables(db: sqlite3.Connection) -> list[str]:
+        """The tables of `db` that a journal does not have (by name and columns)."""
+        names = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        columns = {
+            name: tuple(c for (c,) in db.execute("SELECT name FROM pragma_table_info(?)", (name,)))
+            for (name,) in names
+        }
+        return sorted(name for name, found in columns.items() if _COLUMNS.get(name) != found)
 
     def _differences(self, meta: Mapping[str, str]) -> str:
         if meta.get("schema") != str(_SCHEMA):
@@ -168,12 +216,13 @@ class Journal:
         Keys are the paths as given (as ``str``). Files that changed, vanished or were
         never recorded are absent: they still have to be done.
         """
-        rows = {
-            path: ((size, mtime, companions), result, error)
-            for path, size, mtime, companions, result, error in self._db.execute(
-                "SELECT path, size, mtime_ns, companions, result, error FROM files"
-            )
-        }
+        with self._database() as db:
+            rows = {
+                _loaded(path): ((size, mtime, companions), result, error)
+                for path, size, mtime, companions, result, error in db.execute(
+                    "SELECT path, size, mtime_ns, companions, result, error FROM files"
+                )
+            }
         done: dict[str, JournalEntry] = {}
         for path in map(os.fspath, paths):
             key = os.path.abspath(path)
@@ -182,15 +231,18 @@ class Journal:
             if row is None or stamp[0] < 0 or row[0] != stamp:
                 continue
             result = json.loads(row[1]) if row[1] is not None else None
-            done[path] = JournalEntry(path, result, row[2])
+            error = _loaded(row[2]) if row[2] is not None else None
+            done[path] = JournalEntry(path, result, error)
         return done
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        with self._database() as db:
+            return db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
 
     def n_errors(self) -> int:
         """How many recorded files ended in an error."""
-        return self._db.execute("SELECT COUNT(*) FROM files WHERE error IS NOT NULL").fetchone()[0]
+        with self._database() as db:
+            return db.execute("SELECT COUNT(*) FROM files WHERE error IS NOT NULL").fetchone()[0]
 
     # ------------------------------------------------------------------ writing
     def record(
@@ -205,11 +257,15 @@ class Journal:
         """
         key = os.path.abspath(os.fspath(path))
         result_json = None if result is None else canonical_json(result)
-        self._db.execute(
-            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)",
-            (key, *self._stamp(key), result_json, error),
+        row = (
+            _stored(key),
+            *self._stamp(key),
+            result_json,
+            None if error is None else _stored(error),
         )
-        self._db.commit()
+        with self._database() as db:
+            db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", row)
+            db.commit()
 
     def _stamp(self, path: str) -> tuple[int, int, str | None]:
         """Size, modification time and the companions' ``[size, mtime]`` (or None) as JSON."""
@@ -242,3 +298,18 @@ def _size_and_mtime(path: str) -> tuple[int, int]:
     except OSError:
         return (-1, -1)
     return (info.st_size, info.st_mtime_ns)
+
+
+def _stored(text: str) -> str | bytes:
+    """`text` as the journal keeps it: TEXT when it is valid UTF-8, else its exact bytes
+    (a BLOB), so that a file name that is not UTF-8 is kept losslessly."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _loaded(value: str | bytes) -> str:
+    """A `_stored` value back as the ``str`` Python names the file by (`os.fsdecode`)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value

@@ -3,7 +3,8 @@
 `phototag annotate` and `phototag features` go through here. Files a run's journal
 (`phototag.journal`) already holds are not processed again: an annotation is replayed
 from the journal in its place, so the output of a resumed run is the output of an
-uninterrupted one. docs/batches.md describes the behaviour for users.
+uninterrupted one. Both commands exit 0 only when every file was processed
+(`BatchSummary.exit_status`). docs/batches.md describes the behaviour for users.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from tqdm.auto import tqdm
 
 from phototag import __version__
 from phototag.annotation import FileAnnotation
-from phototag.imaging import ImageLoadError
+from phototag.imaging import ImageLoadError, iter_image_files
 from phototag.journal import Journal, default_journal_path
+from phototag.report import printable
 
 #: Options that change how results are shown or how fast they come, not what they are.
 PRESENTATION_OPTIONS = frozenset(
@@ -124,6 +126,20 @@ def open_journal(
     key = run_key(command, args, inputs)
     path = args.journal if args.journal is not None else default_journal_path(command, key)
     return Journal(path, key, restart=args.restart, companions=companions)
+
+
+def find_photos(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
+    """The image files under `paths` (`iter_image_files`) and the named paths that do not
+    exist (each reported on stderr as skipped; the run goes on without them)."""
+    missing = [str(p) for p in paths if not p.exists()]
+    for path in missing:
+        print(f"skipped: {printable(missing_error(path))}", file=sys.stderr)
+    return [str(p) for p in iter_image_files([p for p in paths if p.exists()])], missing
+
+
+def missing_error(path: str) -> str:
+    """The error of a named path that does not exist."""
+    return f"{path}: no such file or folder"
 
 
 def progress_bar(total: int, initial: int, desc: str, unit: str = "photo") -> tqdm:
@@ -233,7 +249,13 @@ class BatchSummary:
         for reason, count in by_count.most_common():
             examples = ", ".join(self.skipped[reason][:3]) + (", ..." if count > 3 else "")
             lines.append(f"  skipped {count}: {reason} ({examples})")
-        return lines
+        return [printable(line) for line in lines]
+
+    @property
+    def exit_status(self) -> int:
+        """The rule of every batch command: 0 when every file was processed (keywords
+        found or not), 1 when any was skipped or failed, or when there was no file."""
+        return 1 if self.n_skipped or not self.files else 0
 
     def print(self, journal: Journal | None = None) -> None:
         for line in self.lines(journal):
@@ -261,6 +283,7 @@ def extract_resumable(paths: Sequence[str], journal: Journal, args: argparse.Nam
     total = ExtractionReport()
     done = journal.completed(paths)
     for path, entry in done.items():
+        _report_skip(entry.error)
         summary.add(path, entry.error, replayed=True)
     todo = [p for p in paths if p not in done]
     bar = progress_bar(len(paths), len(done), "features")
@@ -275,14 +298,18 @@ def extract_resumable(paths: Sequence[str], journal: Journal, args: argparse.Nam
             for path, digest in zip(chunk, digests, strict=True):
                 error = None if digest is not None else errors.get(path, "no features")
                 journal.record(path, None if error else {"digest": digest}, error)
+                _report_skip(error)
                 summary.add(path, error)
             _accumulate(total, report)
             bar.update(len(chunk))
     bar.close()
     print(f"{encoder.name}: {total.summary()}", file=sys.stderr)
-    for _, reason in total.failures:
-        print(f"skipped: {reason}", file=sys.stderr)
     return summary
+
+
+def _report_skip(error: str | None) -> None:
+    if error is not None:
+        print(f"skipped: {printable(error)}", file=sys.stderr)
 
 
 def _accumulate(total: Any, report: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,12 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
         help="suggest keywords for photos (files and folders)",
         description="Suggest keywords for photos with a trained model. Folders are searched "
         "recursively (hidden files skipped). Unreadable photos are reported on stderr and "
-        "skipped; the exit status is 1 if any photo failed.",
+        "skipped; the exit status is 1 if any photo was skipped or failed (after the whole "
+        "batch), else 0.",
         epilog="--format json prints one JSON object per photo and line: "
-        '{"path": ..., "tags": [{"label": ..., "score": ...}, ...]}, best first.',
+        '{"path": ..., "tags": [{"label": ..., "score": ...}, ...]}, best first. A file name '
+        "that is not UTF-8 is printed with each such byte as \\udcNN in JSON, \\xNN in "
+        "table and csv output (docs/batches.md).",
     )
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="photos or folders")
     parser.add_argument(
@@ -69,11 +71,18 @@ def _run_annotate(args: argparse.Namespace) -> int:
     import csv
 
     from phototag.annotation import UserVocabulary, annotate_files
-    from phototag.app.batch import BatchSummary, open_journal, record_annotation, resume_annotations
+    from phototag.app.batch import (
+        BatchSummary,
+        find_photos,
+        missing_error,
+        open_journal,
+        record_annotation,
+        resume_annotations,
+    )
     from phototag.decoding import Threshold, TopK
-    from phototag.imaging import iter_image_files
     from phototag.models.open_vocabulary import read_word_list
     from phototag.pretrained import load_model
+    from phototag.report import json_text, printable
 
     model = load_model(args.model)
     if args.vocabulary is not None:
@@ -83,10 +92,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         decoder = TopK(args.top_k)
     elif args.threshold is not None:
         decoder = Threshold(args.threshold)
-    missing = [p for p in args.paths if not p.exists()]
-    for path in missing:
-        print(f"skipped: {path}: no such file or folder", file=sys.stderr)
-    paths = list(iter_image_files([p for p in args.paths if p.exists()]))
+    paths, missing = find_photos(args.paths)
     if not paths:
         print("phototag: no photos found", file=sys.stderr)
         return 1
@@ -96,7 +102,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         writer.writerow(["path", "label", "score"])
     summary = BatchSummary("annotate")
     for path in missing:
-        summary.add(str(path), f"{path}: no such file or folder")
+        summary.add(path, missing_error(path))
 
     def annotate(todo: list[str]) -> Any:
         if args.engine == "ray" or args.address is not None:
@@ -112,19 +118,19 @@ def _run_annotate(args: argparse.Namespace) -> int:
     with open_journal("annotate", args, [str(p) for p in args.paths], sidecars) as journal, \
             _maybe_report(args.report, "phototag annotate") as report:  # fmt: skip
         for path in missing if report is not None else ():
-            report.add(path, error=f"{path}: no such file or folder")
+            report.add(path, error=missing_error(path))
         for result, replayed in resume_annotations(paths, journal, annotate):
+            name = printable(result.path)
             if result.error is not None:
-                print(f"skipped: {result.error}", file=sys.stderr)
+                print(f"skipped: {printable(result.error)}", file=sys.stderr)
             elif writer:
-                rows = [(result.path, label, f"{score:.4f}") for label, score in result.tags]
-                writer.writerows(rows)
+                writer.writerows((name, label, f"{score:.4f}") for label, score in result.tags)
             elif args.format == "json":
                 tags = [{"label": label, "score": round(score, 6)} for label, score in result.tags]
-                print(json.dumps({"path": result.path, "tags": tags}, ensure_ascii=False))
+                print(json_text({"path": result.path, "tags": tags}))
             else:
                 keywords = ", ".join(f"{label} ({score:.2f})" for label, score in result.tags)
-                print(f"{result.path}: {keywords or '-'}")
+                print(f"{name}: {keywords or '-'}")
             sys.stdout.flush()
             done = True  # journaled once output and keyword write are done; never twice
             if keyword_writer is not None and result.error is None and not replayed:
@@ -145,7 +151,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         print(keyword_writer.summary(), file=sys.stderr)
         if keyword_writer.failed:
             return 1
-    return 1 if summary.n_skipped else 0
+    return summary.exit_status
 
 
 def _annotate_on_ray(paths: list[str], model: Any, decoder: Any, args: argparse.Namespace) -> Any:
@@ -225,13 +231,10 @@ def _add_untag(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_untag(args: argparse.Namespace) -> int:
-    from phototag.imaging import iter_image_files
+    from phototag.app.batch import find_photos
     from phototag.metadata import untag_files
 
-    missing = [p for p in args.paths if not p.exists()]
-    for path in missing:
-        print(f"skipped: {path}: no such file or folder", file=sys.stderr)
-    paths = [str(p) for p in iter_image_files([p for p in args.paths if p.exists()])]
+    paths, missing = find_photos(args.paths)
     changed, failed = untag_files(paths, dry_run=args.dry_run)
     verb = "would untag" if args.dry_run else "untagged"
     print(f"{verb} {changed} files of {len(paths)} photos; {failed} failed", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from phototag.app.options import EPILOG, add_store_options
@@ -35,7 +36,7 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_features(args: argparse.Namespace) -> int:
-    from phototag.app.batch import extract_resumable, open_journal
+    from phototag.app.batch import extract_resumable, missing_error, open_journal
 
     if (args.dataset is None) == (not args.paths):
         from phototag.errors import InvalidInputError
@@ -43,19 +44,26 @@ def _run_features(args: argparse.Namespace) -> int:
         raise InvalidInputError("features", "photos/folders or --dataset NAME:PATH (one of them)",
                                 "both" if args.paths else "neither")  # fmt: skip
     inputs = [args.dataset] if args.dataset is not None else [str(p) for p in args.paths]
+    paths, missing = _photo_paths(args)
+    if not paths:
+        print("phototag: no photos found", file=sys.stderr)
+        return 1
     with open_journal("features", args, inputs) as journal:
-        summary = extract_resumable(_photo_paths(args), journal, args)
+        summary = extract_resumable(paths, journal, args)
+    for path in missing:
+        summary.add(path, missing_error(path))
     summary.print(journal)
-    return 0 if summary.done else 1
+    return summary.exit_status
 
 
-def _photo_paths(args: argparse.Namespace) -> list[str]:
-    """The image files a `features` run works on: a dataset's, or those under PATHs."""
+def _photo_paths(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The image files a `features` run works on (a dataset's, or those under PATHs) and
+    the PATHs that do not exist."""
+    from phototag.app.batch import find_photos
     from phototag.errors import InvalidInputError
-    from phototag.imaging import iter_image_files
 
     if args.dataset is None:
-        return [str(p) for p in iter_image_files(args.paths)]
+        return find_photos(args.paths)
     from phototag.data.readers import read_dataset
 
     dataset = read_dataset(args.dataset)
@@ -66,7 +74,7 @@ def _photo_paths(args: argparse.Namespace) -> list[str]:
             f"{dataset.name} (labels only)",
             "Give the reader the image folder: NAME:PATH?images=DIR.",
         )
-    return [str(p) for p in dataset.image_paths]
+    return [str(p) for p in dataset.image_paths], []
 
 
 def register(commands: argparse._SubParsersAction) -> None:
