@@ -6,6 +6,7 @@ import pytest
 from phototag.data import from_label_sets
 from phototag.decoding import Threshold
 from phototag.errors import InvalidInputError, NotFittedError
+from phototag.fileio import DamagedFileError
 from phototag.models import Annotator, available_annotators, create_annotator
 
 
@@ -56,9 +57,9 @@ def test_save_load_round_trip_is_pickle_free(train, tmp_path):
 
 
 def test_load_rejects_non_model_directory(tmp_path):
-    with pytest.raises(InvalidInputError, match="config.json"):
+    with pytest.raises(DamagedFileError, match="not a saved model: no config.json"):
         Annotator.load(tmp_path)
     (tmp_path / "config.json").write_text('{"format": "other"}')
     (tmp_path / "weights.safetensors").write_bytes(b"")
-    with pytest.raises(InvalidInputError, match="phototag model config"):
+    with pytest.raises(DamagedFileError, match="config.json: not a phototag model config"):
         Annotator.load(tmp_path)

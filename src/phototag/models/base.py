@@ -1,28 +1,51 @@
 """The `Annotator` interface every model implements, and its on-disk format.
 
 A saved model is a directory with ``config.json`` (model name, constructor arguments,
-vocabulary, decoder, library version) and ``weights.safetensors`` (every learned array).
-Nothing is pickled, so loading a model file never runs code.
+learned JSON state, vocabulary, decoder, the name, dtype and shape of every array,
+library version) and ``weights.safetensors`` (every learned array), each written
+atomically. Nothing is pickled, so loading a model file never runs code. Loading checks
+everything before using it: config.json is a JSON object with every field of the right
+type and no NaN, infinite or beyond-64-bit number; the model's own constructor checks
+its arguments; the weights open, match the list in config.json and hold no NaN or inf.
+A folder that fails is a `DamagedFileError` naming the file and the field at fault.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save
 
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.decoding import Decoder, TopK, decoder_from_config
-from phototag.errors import InvalidInputError, NotFittedError
+from phototag.errors import InvalidInputError, NotFittedError, PhototagError
+from phototag.fileio import DamagedFileError, atomic_write
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "phototag.Annotator"
+#: Fields of config.json and their JSON types; "state" and "arrays" may be absent
+#: ("arrays" in models saved before it was written).
+_FIELDS: dict[str, type] = {
+    "model": str, "config": dict, "vocabulary": list, "decoder": dict, "state": dict,
+    "arrays": dict,
+}  # fmt: skip
+_OPTIONAL = ("state", "arrays")
+_JSON_TYPES = {str: "string", dict: "object", list: "array"}
+_INT_LIMIT = 2**63 - 1
+_FIX = (
+    "Train the model again (`phototag train`), or copy the whole model folder again "
+    "from where it came"
+)
 
 
 def library_version() -> str:
@@ -104,10 +127,10 @@ class Annotator(ABC):
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``weights.safetensors`` into `directory`."""
+        """Write ``weights.safetensors``, then ``config.json``, into `directory` (each
+        atomically; `StorageError` when the disk is full)."""
         self._check_fitted()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         weights = {key: np.ascontiguousarray(value) for key, value in self._arrays().items()}
         config = {
             "format": FORMAT,
@@ -116,28 +139,46 @@ class Annotator(ABC):
             "state": self._json_state(),
             "vocabulary": self.vocabulary_.to_json(),
             "decoder": self.decoder_.to_config(),
+            "arrays": {
+                key: [value.dtype.name, list(value.shape)] for key, value in weights.items()
+            },
             "phototag_version": library_version(),
         }
-        save_file(weights, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False))
+        atomic_write(directory / WEIGHTS_FILE, save(weights, metadata={"format": FORMAT}))
+        atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2, ensure_ascii=False))
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> Annotator:
-        """Load a model saved by `save`; `Annotator.load` picks the right class."""
+        """Load a model saved by `save`; `Annotator.load` picks the right class.
+
+        Raises `DamagedFileError` naming the file and field when the folder is not a
+        whole, valid saved model (checks in the module docstring).
+        """
+        from phototag.models.registry import annotator_class, create_annotator
+
         directory = Path(directory)
         config = read_model_config(directory)
-        from phototag.models.registry import annotator_class
-
-        model_class = annotator_class(config["model"])
+        arrays = read_model_weights(directory, config.get("arrays"))
+        path = directory / CONFIG_FILE
+        with _field_of(path, "model"):
+            model_class = annotator_class(config["model"])
         if cls is not Annotator and not issubclass(model_class, cls):
             raise InvalidInputError(
                 "model directory", f"a saved {cls.__name__}", f"a {model_class.__name__}"
             )
-        model = model_class(**config["config"])
-        model.vocabulary_ = Vocabulary(config["vocabulary"])
-        model.decoder_ = decoder_from_config(config["decoder"])
-        model._restore(config.get("state", {}), load_file(str(directory / WEIGHTS_FILE)))
+        with _field_of(path, "config"):
+            model = create_annotator(config["model"], **config["config"])
+        with _field_of(path, "vocabulary"):
+            model.vocabulary_ = Vocabulary(config["vocabulary"])
+        with _field_of(path, "decoder"):
+            model.decoder_ = decoder_from_config(config["decoder"])
+        with _field_of(path, "state"):
+            state = config.get("state", {})
+            model._restore(state, arrays)
+            expected = sorted(model._json_state())
+            if sorted(state) != expected:
+                raise ValueError(f"expected the keys {expected}, got {sorted(state)}")
         return model
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -203,19 +244,97 @@ def decoded_tags(
 
 
 def read_model_config(directory: Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of a saved model, with clear errors when it is not one."""
+    """The parsed ``config.json`` of a saved model: a JSON object whose fields have the
+    right JSON types and whose numbers are usable; `DamagedFileError` otherwise."""
     path = directory / CONFIG_FILE
-    if not path.is_file() or not (directory / WEIGHTS_FILE).is_file():
-        raise InvalidInputError(
-            "model",
-            f"a directory with {CONFIG_FILE} and {WEIGHTS_FILE}",
-            str(directory),
-            "Pass a directory written by `phototag train` or Annotator.save().",
-        )
+    if not path.exists() and not (directory / WEIGHTS_FILE).exists():
+        raise DamagedFileError(
+            directory, f"not a saved model: no {CONFIG_FILE} or {WEIGHTS_FILE}",
+            "Pass a folder written by `phototag train` or Annotator.save()",
+        )  # fmt: skip
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError("model", "valid JSON", f"{path}: {exc.msg}") from None
+        text = path.read_bytes()
+        config = json.loads(text)
+    except OSError as exc:
+        raise DamagedFileError(path, f"cannot be read ({exc.strerror})", _FIX) from None
+    except ValueError as exc:  # not JSON, not UTF-8, an integer of over 4300 digits
+        problem = "empty" if not text.strip() else f"not valid JSON ({exc})"
+        raise DamagedFileError(path, problem, _FIX) from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise InvalidInputError("model", "a phototag model config", str(path))
+        raise DamagedFileError(path, f'not a phototag model config (no "format": "{FORMAT}")', _FIX)
+    for field, kind in _FIELDS.items():
+        if field not in config and field in _OPTIONAL:
+            continue
+        if not isinstance(config.get(field), kind):
+            problem = "missing" if field not in config else f"not a JSON {_JSON_TYPES[kind]}"
+            raise DamagedFileError(path, f'field "{field}" is {problem}', _FIX)
+    for field in ("config", "state", "decoder"):  # a decoder threshold may be infinite
+        bad = _bad_number(config.get(field), field, allow_inf=field == "decoder")
+        if bad is not None:
+            where, value = bad
+            shown = repr(value) if len(repr(value)) < 30 else f"a {len(repr(value))}-digit integer"
+            problem = f'field "{where}" is {shown}: not a finite number that fits in 64 bits'
+            raise DamagedFileError(path, problem, _FIX)
     return config
+
+
+def read_model_weights(directory: Path, listed: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    """The arrays of ``weights.safetensors``: a file that opens, holding exactly the
+    arrays (names, dtypes, shapes) `listed` in config.json when it lists them, with no
+    NaN or inf; `DamagedFileError` otherwise."""
+    path = directory / WEIGHTS_FILE
+    try:
+        arrays = load_file(str(path))
+    except OSError as exc:
+        raise DamagedFileError(path, f"cannot be read ({exc.strerror})", _FIX) from None
+    except (SafetensorError, ValueError, TypeError) as exc:  # cut short, not safetensors
+        raise DamagedFileError(path, f"not a readable safetensors file ({exc})", _FIX) from None
+    if listed is not None:
+        found = {name: [array.dtype.name, list(array.shape)] for name, array in arrays.items()}
+        for name in sorted(listed.keys() | found.keys()):
+            if listed.get(name) != found.get(name):
+                expected, got = (
+                    "nothing" if x is None else json.dumps(x)
+                    for x in (listed.get(name), found.get(name))
+                )
+                problem = f"array {name!r}: {CONFIG_FILE} lists {expected}, the file holds {got}"
+                raise DamagedFileError(path, problem, _FIX)
+    for name, array in arrays.items():
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise DamagedFileError(path, f"array {name!r} holds NaN or infinite values", _FIX)
+    return arrays
+
+
+def _bad_number(value: Any, field: str, allow_inf: bool) -> tuple[str, Any] | None:
+    """``(field path, number)`` of the first number in `value` no setting can take:
+    NaN, an integer beyond 64 bits, or (unless `allow_inf`) an infinity."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return (field, value) if abs(value) > _INT_LIMIT else None
+    if isinstance(value, float):
+        bad = math.isnan(value) or (math.isinf(value) and not allow_inf)
+        return (field, value) if bad else None
+    if isinstance(value, dict):
+        children = ((f"{field}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        children = ((f"{field}[{i}]", item) for i, item in enumerate(value))
+    else:
+        return None
+    for where, item in children:
+        bad = _bad_number(item, where, allow_inf)
+        if bad is not None:
+            return bad
+    return None
+
+
+@contextmanager
+def _field_of(path: Path, field: str) -> Iterator[None]:
+    """Any failure to use `field` of config.json as a `DamagedFileError` naming both
+    (the model's own argument checks raise `InvalidInputError`; a malformed value can
+    raise anything Python raises for a wrong type)."""
+    try:
+        yield
+    except (PhototagError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        detail = f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
+        raise DamagedFileError(path, f'field "{field}" is not valid: {detail}', _FIX) from None
