@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError, check_float, check_int
 from phototag.features.encoders.preprocess import normalize
 from phototag.features.extract import decode_photos, parse_source_spec
+from phototag.fileio import atomic_write
 
 if TYPE_CHECKING:
     import torch
@@ -215,19 +215,16 @@ def save_network(
 ) -> Path:
     """Write `network`'s weights as float16 safetensors without its ImageNet classifier,
     which fine-tuning leaves behind the features (atomically: a killed run leaves no
-    half-written file)."""
-    from safetensors.torch import save_file
+    half-written file; `StorageError` on a full disk)."""
+    from safetensors.torch import save
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
         key: (value.half() if value.is_floating_point() else value).contiguous().cpu()
         for key, value in network.state_dict().items()
         if not key.startswith(IMAGENET_CLASSIFIER_KEYS)
     }
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata={"format": WEIGHTS_FORMAT, **(metadata or {})})
-    os.replace(partial, path)
+    atomic_write(path, save(tensors, metadata={"format": WEIGHTS_FORMAT, **(metadata or {})}))
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from phototag.data.vocabulary import Vocabulary
-from phototag.errors import DatasetFormatError, InvalidInputError
+from phototag.errors import DatasetFormatError, InvalidInputError, PhototagError
+from phototag.fileio import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -181,9 +183,9 @@ class AnnotationSet:
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
-        """Write ``annotations.json`` + ``annotations.npz`` into `directory`."""
+        """Write ``annotations.npz``, then ``annotations.json``, into `directory` (each
+        atomically; `StorageError` when the disk is full)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         for key, matrix in (("labels", self.labels), ("user_tags", self.user_tags)):
             if matrix is not None:
@@ -209,25 +211,37 @@ class AnnotationSet:
             "splits": sorted(self.splits),
             "notes": self.notes,
         }
-        np.savez_compressed(directory / "annotations.npz", **arrays)
-        (directory / "annotations.json").write_text(json.dumps(header, ensure_ascii=False))
+        atomic_write(directory / "annotations.npz", lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(directory / "annotations.json", json.dumps(header, ensure_ascii=False))
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> AnnotationSet:
-        """Read a set written by `save`."""
+        """Read a set written by `save`; `DatasetFormatError` when it is damaged."""
         directory = Path(directory)
         header_path = directory / "annotations.json"
         try:
-            header = json.loads(header_path.read_text(encoding="utf-8"))
+            header = json.loads(header_path.read_bytes())
         except FileNotFoundError:
             raise DatasetFormatError(header_path, "missing; not a saved AnnotationSet") from None
         except json.JSONDecodeError as exc:
             raise DatasetFormatError(header_path, f"invalid JSON ({exc.msg})", exc.lineno) from None
-        if header.get("format") != "phototag.AnnotationSet":
+        except ValueError:
+            raise DatasetFormatError(header_path, "not UTF-8 text") from None
+        if not isinstance(header, dict) or header.get("format") != "phototag.AnnotationSet":
             raise DatasetFormatError(header_path, "not a phototag AnnotationSet header")
+        try:
+            return cls._from_saved(header, directory / "annotations.npz")
+        except PhototagError:
+            raise
+        except (OSError, EOFError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as exc:
+            problem = f"damaged, or not saved together with annotations.json ({exc!r})"
+            raise DatasetFormatError(directory / "annotations.npz", problem) from None
+
+    @classmethod
+    def _from_saved(cls, header: dict[str, Any], path: Path) -> AnnotationSet:
         n = len(header["item_ids"])
-        with np.load(directory / "annotations.npz", allow_pickle=False) as arrays:
+        with np.load(path, allow_pickle=False) as arrays:
 
             def matrix(key: str, width: int) -> sp.csr_matrix:
                 indices = arrays[f"{key}.indices"]

@@ -9,7 +9,8 @@ from typing import Literal, overload
 
 import numpy as np
 
-from phototag.errors import InvalidInputError
+from phototag.errors import DatasetFormatError, InvalidInputError
+from phototag.fileio import atomic_write
 
 
 class Vocabulary(Sequence[str]):
@@ -93,13 +94,23 @@ class Vocabulary(Sequence[str]):
         return cls(data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=0) + "\n")
+        """Write the names as a JSON list (atomically; `StorageError` on a full disk)."""
+        atomic_write(path, json.dumps(self.to_json(), ensure_ascii=False, indent=0) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
         """Read a JSON list, or a text file with one label per line."""
         path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix == ".json":
-            return cls.from_json(json.loads(text))
-        return cls(line.strip() for line in text.splitlines() if line.strip())
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DatasetFormatError(path, "not UTF-8 text") from None
+        if path.suffix != ".json":
+            return cls(line.strip() for line in text.splitlines() if line.strip())
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DatasetFormatError(path, f"invalid JSON ({exc.msg})", exc.lineno) from None
+        if not isinstance(names, list):
+            raise DatasetFormatError(path, "not a JSON list of label names")
+        return cls.from_json(names)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from phototag.app.options import add_store_options, attach_features
+from phototag.fileio import atomic_write
 
 
 def _add_benchmark(commands: argparse._SubParsersAction) -> None:
@@ -69,7 +70,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     rows = run_benchmark(train, test, models, progress=lambda line: print(line, file=sys.stderr))
     print(markdown_table(rows))
     if args.json:
-        args.json.write_text(json.dumps(rows_as_json(rows), indent=2) + "\n")
+        atomic_write(args.json, json.dumps(rows_as_json(rows), indent=2) + "\n")
     return 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from phototag.app.options import EPILOG, add_store_options, attach_features, parse_params
+from phototag.fileio import atomic_write
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -112,7 +113,7 @@ def _train_on_library(
     )  # fmt: skip
     seconds = time.perf_counter() - start
     model.save(args.out)
-    (Path(args.out) / "training_report.json").write_text(report.to_json() + "\n")
+    atomic_write(Path(args.out) / "training_report.json", report.to_json() + "\n")
     print(report.format())
     print(f"trained {args.model} on {report.train_photos} photos of {tagged.name} "
           f"in {seconds:.1f} s")  # fmt: skip

@@ -43,6 +43,7 @@ from phototag.cache import cache_dir
 from phototag.errors import InvalidInputError
 from phototag.features.embeddings._base import TableEmbedding, _check_words
 from phototag.features.embeddings.wordnet_db import POS_FILES, WordNetDatabase
+from phototag.fileio import TEMPORARY_SUFFIX, atomic_write, fsync_directory
 
 ALGORITHM_VERSION = 1
 #: Pointer symbols treated as one-hop semantic neighbours (usage domains are left out:
@@ -153,7 +154,7 @@ class WordNetEmbedding(TableEmbedding):
         try:
             return _read_cache(directory)
         except (OSError, ValueError):
-            pass
+            pass  # none yet, or damaged: computed again and replaced
         words, vectors = self._compute()
         with contextlib.suppress(OSError):  # an unwritable cache costs recomputation
             _write_cache(directory, words, vectors, self._description())
@@ -391,18 +392,22 @@ def _read_cache(directory: Path) -> tuple[list[str], np.ndarray]:
 def _write_cache(
     directory: Path, words: list[str], vectors: np.ndarray, description: dict[str, object]
 ) -> None:
-    """Write into a temporary directory, then rename it into place (atomic)."""
+    """Write into a temporary directory, then rename it into place (atomic), replacing a
+    cache that `_read_cache` could not read."""
     directory.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    prefix, parent = f".{directory.name}.", directory.parent
+    temporary = Path(tempfile.mkdtemp(prefix=prefix, suffix=TEMPORARY_SUFFIX, dir=parent))
     try:
-        (temporary / "words.txt").write_text("".join(w + "\n" for w in words), encoding="utf-8")
-        np.save(temporary / "vectors.npy", vectors, allow_pickle=False)
-        (temporary / "meta.json").write_text(json.dumps(description, indent=1) + "\n")
+        atomic_write(temporary / "words.txt", "".join(w + "\n" for w in words))
+        atomic_write(temporary / "vectors.npy", lambda f: np.save(f, vectors, allow_pickle=False))
+        atomic_write(temporary / "meta.json", json.dumps(description, indent=1) + "\n")
         temporary.chmod(0o755)  # mkdtemp makes it private; the cache is not secret
+        shutil.rmtree(directory, ignore_errors=True)  # damaged, or there is none
         try:
             os.replace(temporary, directory)
         except OSError:
             if not directory.is_dir():  # not a concurrent writer having won the race
                 raise
+        fsync_directory(directory.parent)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
