@@ -270,13 +270,3 @@ def test_unreadable_photo_is_named(tmp_path):
         read_keywords(broken)
     with pytest.raises(MetadataError, match="no such photo"):
         read_keywords(tmp_path / "missing.jpg")
-
-
-def test_unwritable_folder_is_a_named_error(photo, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise PermissionError(13, "Permission denied")
-
-    monkeypatch.setattr(writing_module.tempfile, "mkstemp", refuse)
-    with pytest.raises(MetadataError, match=r"chelsea\.jpg: keywords not written: cannot "
-                       r"create a temporary file next to it \(Permission denied\)"):  # fmt: skip
-        write_keywords(photo, [("grass", 0.5)], PROVENANCE, embed=True)

@@ -3,7 +3,8 @@
 Reads XMP ``dc:subject``, ``lr:hierarchicalSubject`` (leaf terms), ``digiKam:TagsList``
 and IPTC ``Keywords`` from a photo and its sidecars (``photo.jpg.xmp``, ``photo.xmp``);
 writes to a sidecar by default or into the photo, with provenance in the ``phototag``
-XMP namespace so `untag` removes exactly phototag's keywords. docs/photo-library.md
+XMP namespace so `untag` removes exactly phototag's keywords. A file phototag cannot
+read completely, or a read-only one, is never written or deleted. docs/photo-library.md
 describes the fields, sidecar naming and safety rules.
 """
 
@@ -15,7 +16,13 @@ from phototag.metadata.reading import (
     sidecar_for_writing,
     sidecar_paths,
 )
-from phototag.metadata.writing import KeywordChange, Provenance, untag, write_keywords
+from phototag.metadata.writing import (
+    KeywordChange,
+    Provenance,
+    remove_stale_temporaries,
+    untag,
+    write_keywords,
+)
 
 __all__ = [
     "NAMESPACE",
@@ -28,6 +35,7 @@ __all__ = [
     "PhotoKeywords",
     "Provenance",
     "read_keywords",
+    "remove_stale_temporaries",
     "sidecar_for_writing",
     "sidecar_paths",
     "untag",

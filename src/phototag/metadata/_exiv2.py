@@ -3,14 +3,25 @@
 python-exiv2 is used rather than pyexiv2 because pyexiv2 writes every XMP array as
 ``rdf:Seq`` (``dc:subject`` and ``lr:hierarchicalSubject`` are bags) and writes to
 disk on each call; here all changes go to disk in one ``writeMetadata``.
+
+libexiv2 reads what it can of a damaged file and only logs what it skipped (an XMP
+packet that does not parse, an IPTC block that does not decode, an EXIF directory it
+gave up on); writing such a file back would drop the skipped part. So every read
+collects those messages and `open_image`/`open_sidecar` raise `MetadataError` for a
+file phototag cannot read completely.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.parsers import expat
 
 import exiv2
 
@@ -31,38 +42,218 @@ from phototag.metadata.fields import (
 )
 
 exiv2.XmpProperties.registerNs(NAMESPACE, PREFIX)
-# libexiv2 reports recoverable oddities of a file as warnings; phototag raises on errors
-logging.getLogger("exiv2").setLevel(logging.ERROR)
 
 _STRUCT_KEY = re.compile(rf"^{re.escape(AUTOMATIC)}\[(\d+)\]/{PREFIX}:(\w+)$")
 _ARRAY_TYPES = {SUBJECT: exiv2.TypeId.xmpBag, HIERARCHICAL: exiv2.TypeId.xmpBag,
                 DIGIKAM: exiv2.TypeId.xmpSeq}  # fmt: skip
+_DECODE_FAILED = re.compile(r"failed to decode (xmp|iptc|exif)", re.IGNORECASE)
+_XMP_ROOTS = ("adobe:ns:meta/ xmpmeta", "http://www.w3.org/1999/02/22-rdf-syntax-ns# RDF")
+_SIDECAR_TYPE = "application/rdf+xml"
+_FIX_SIDECAR = ("phototag leaves it unchanged: fix it in a text editor or an XMP tool (or "
+                "remove it if it holds nothing you need), then run again")  # fmt: skip
+_FIX_PHOTO = ("phototag leaves it unchanged: repair its metadata with another tool (for "
+              "example ExifTool or digiKam), then run again")  # fmt: skip
+_FIX_EXIF = ("phototag rewrites only files it can read completely, so the file is unchanged: "
+             "leave out --embed to write a sidecar instead, or repair its metadata with "
+             "another tool (for example ExifTool)")  # fmt: skip
+
+
+class _Messages(logging.Filter):
+    """libexiv2's warnings and errors (python-exiv2 logs them to the ``exiv2`` logger in the
+    calling thread), collected per thread while phototag reads or writes a file; outside
+    that, errors pass on to the log and warnings are dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[list[logging.LogRecord]]:
+        found: list[logging.LogRecord] = []
+        outer = getattr(self._local, "found", None)
+        self._local.found = found
+        try:
+            yield found
+        finally:
+            self._local.found = outer
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = getattr(self._local, "found", None)
+        if found is None:
+            return record.levelno >= logging.ERROR
+        found.append(record)
+        return False
+
+
+_MESSAGES = _Messages()
+exiv2.LogMsg.setHandler(exiv2.pythonHandler)
+exiv2.LogMsg.setLevel(exiv2.LogMsg.Level.warn)
+logging.getLogger("exiv2").setLevel(logging.WARNING)
+logging.getLogger("exiv2").addFilter(_MESSAGES)
 
 
 def _message(error: Exception) -> str:
     """libexiv2's message, without the error-code tuple python-exiv2 wraps it in."""
     text = str(error.args[-1]) if error.args else str(error)
-    return text.rstrip(".")
+    return text.strip().rstrip(".")
 
 
-def open_image(path: Path) -> Any:
-    """An exiv2 image with its metadata read; `MetadataError` if exiv2 cannot read it."""
+def _text(record: logging.LogRecord) -> str:
+    return record.getMessage().strip().rstrip(".")
+
+
+def xmp_problem(packet: bytes) -> str | None:
+    """Why `packet` is not a well-formed XMP packet, or None if it is.
+
+    Parsed with expat, refusing any document type declaration before it is read: XMP
+    never has one, and its entities could expand without bound ("billion laughs").
+    """
+    parser = expat.ParserCreate(namespace_separator=" ")
+    roots: list[str] = []
+
+    def refuse(*_: object) -> None:
+        raise ValueError("it declares a document type (entities), which XMP never does")
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    parser.StartElementHandler = lambda name, _: roots.append(name) if not roots else None
     try:
-        image = exiv2.ImageFactory.open(str(path))
-        image.readMetadata()
-    except exiv2.Exiv2Error as error:
-        raise MetadataError(path, f"cannot read its metadata ({_message(error)})") from None
+        parser.Parse(packet.rstrip(b"\0 \t\r\n"), True)
+    except expat.ExpatError as error:
+        return f"its XMP does not parse as XML ({error})"
+    except ValueError as error:
+        return f"its XMP is refused: {error}"
+    if not roots or roots[0] not in _XMP_ROOTS:
+        found = f"<{roots[0].rsplit(' ', 1)[-1]}>" if roots else "no element"
+        return f"its content is not XMP (XML with {found} where XMP has <x:xmpmeta>)"
+    return None
+
+
+def _libexiv2_name(path: Path) -> str | None:
+    """`path` as libexiv2 can take it (a UTF-8 string), or None for a name that is not
+    valid UTF-8 (its bytes are then read by Python and handed over in memory)."""
+    name = os.fspath(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return name
+
+
+def _read(path: Path, limit: int = -1) -> bytes:
+    """The bytes of `path` (at most `limit`); `MetadataError` if it cannot be read."""
+    try:
+        with path.open("rb") as file:
+            return file.read(limit)
+    except OSError as error:
+        raise MetadataError(path, f"cannot read it ({error.strerror})", "Check its permissions"
+                            ) from None  # fmt: skip
+
+
+def _open(path: Path, data: bytes | None) -> tuple[Any, list[logging.LogRecord]]:
+    """An exiv2 image over `data`, else over the file `path`, with its metadata read, and
+    the messages libexiv2 logged meanwhile. Raises `MetadataError` in plain words."""
+    name = _libexiv2_name(path) if data is None else None
+    if data is None and name is None:
+        data = _read(path)
+    if not (data if data is not None else _read(path, 1)):
+        raise MetadataError(path, "cannot read its metadata: the file is empty",
+                            "phototag leaves it unchanged")  # fmt: skip
+    image = None
+    with _MESSAGES.collect() as messages:
+        try:
+            image = exiv2.ImageFactory.open(data if data is not None else name)
+            image.readMetadata()
+        except exiv2.Exiv2Error as error:
+            raise _read_error(path, error, image) from None
+    return image, messages
+
+
+def _read_error(path: Path, error: Exception, image: Any) -> MetadataError:
+    """A libexiv2 read error in words: what is wrong with which file."""
+    code = error.args[0] if error.args else None
+    detail = _message(error)
+    if code in (exiv2.ErrorCode.kerFileContainsUnknownImageType,
+                exiv2.ErrorCode.kerMemoryContainsUnknownImageType):  # fmt: skip
+        return MetadataError(path, "cannot read its metadata: not an image file libexiv2 "
+                             "knows (unknown file type)",
+                             "phototag leaves it unchanged")  # fmt: skip
+    kind = image.mimeType() if image is not None else ""
+    if code == exiv2.ErrorCode.kerNotAnImage and kind and "tiff" not in kind:
+        return MetadataError(path, f"cannot read its metadata: its EXIF block is damaged "
+                             f"(libexiv2: {detail})", _FIX_PHOTO)  # fmt: skip
+    if code in (exiv2.ErrorCode.kerFileOpenFailed, exiv2.ErrorCode.kerDataSourceOpenFailed):
+        return MetadataError(path, f"cannot open it ({detail})", "Check its permissions")
+    return MetadataError(path, f"cannot read its metadata: the file is damaged or cut short "
+                         f"(libexiv2: {detail})", _FIX_PHOTO)  # fmt: skip
+
+
+def _parts_not_read(messages: list[logging.LogRecord]) -> dict[str, str]:
+    """The metadata parts libexiv2 could not read completely ("xmp", "iptc", "exif": it
+    failed to decode the part, or logged an error about it), each with libexiv2's most
+    telling message about it (its first error, else its first warning)."""
+    failed: set[str] = set()
+    detail: dict[str, tuple[int, str]] = {}
+    for record in messages:
+        text = _text(record)
+        if match := _DECODE_FAILED.search(text):
+            part = match[1].lower()
+        else:
+            part = "xmp" if "XMP" in text else "iptc" if "IPTC" in text else "exif"
+        if match or record.levelno >= logging.ERROR:
+            failed.add(part)
+        if part not in detail or record.levelno > detail[part][0]:
+            detail[part] = (record.levelno, text)
+    return {part: detail[part][1] for part in sorted(failed)}
+
+
+def open_image(path: Path, data: bytes | None = None, *, whole: bool = False) -> Any:
+    """A photo as an exiv2 image with its metadata read: over `data` (the file's bytes, in
+    memory: writes stay there, see `image_bytes`) if given, else over the file itself.
+
+    Raises `MetadataError` naming `path` when libexiv2 cannot read it, or when it cannot
+    read the keywords completely (its XMP packet does not parse, its IPTC block does not
+    decode); with `whole` (before rewriting the file) also for a damaged EXIF block.
+    """
+    image, messages = _open(path, data)
+    parts = _parts_not_read(messages)
+    packet = image.xmpPacket()
+    problem = xmp_problem(packet.encode("utf-8", "surrogateescape")) if packet else None
+    if problem is None and "xmp" in parts:
+        problem = f"its XMP cannot be read (libexiv2: {parts['xmp']})"
+    if problem is not None:
+        raise MetadataError(path, f"cannot read its keywords: {problem}", _FIX_PHOTO)
+    if "iptc" in parts:
+        raise MetadataError(path, f"cannot read its keywords: its IPTC block is damaged "
+                            f"(libexiv2: {parts['iptc']})", _FIX_PHOTO)  # fmt: skip
+    if whole and "exif" in parts:
+        raise MetadataError(path, f"its EXIF block is damaged (libexiv2: {parts['exif']})",
+                            _FIX_EXIF)  # fmt: skip
     return image
 
 
-def open_bytes(data: bytes, path: Path) -> Any:
-    """An exiv2 image over the bytes of `path` in memory (writes stay in memory: see
-    `image_bytes`). Keep `data` alive while the image is used."""
-    try:
-        image = exiv2.ImageFactory.open(data)
-        image.readMetadata()
-    except exiv2.Exiv2Error as error:
-        raise MetadataError(path, f"cannot read its metadata ({_message(error)})") from None
+def open_sidecar(path: Path, data: bytes | None = None) -> Any:
+    """An XMP sidecar as an exiv2 image in memory, over `data` or the bytes of `path`.
+
+    Raises `MetadataError` naming `path` unless the whole file is a well-formed XMP
+    packet that libexiv2 reads completely; the XML is checked before libexiv2 sees it.
+    """
+    data = _read(path) if data is None else data
+    if not data.strip():
+        raise MetadataError(path, "not an XMP sidecar: the file is empty", _FIX_SIDECAR)
+    problem = xmp_problem(data)
+    if problem is not None:
+        raise MetadataError(path, f"not a readable XMP sidecar: {problem}", _FIX_SIDECAR)
+    image, messages = _open(path, data)
+    if image.mimeType() != _SIDECAR_TYPE:
+        raise MetadataError(path, f"not an XMP sidecar: libexiv2 reads it as {image.mimeType()}",
+                            _FIX_SIDECAR)  # fmt: skip
+    parts = _parts_not_read(messages)
+    if parts:
+        detail = "; ".join(parts.values())
+        raise MetadataError(path, f"not a readable XMP sidecar: libexiv2 cannot read all of "
+                            f"it ({detail})", _FIX_SIDECAR)  # fmt: skip
     return image
 
 
@@ -87,11 +278,6 @@ def can_write_xmp(image: Any) -> bool:
     return mode in (exiv2.AccessMode.amWrite, exiv2.AccessMode.amReadWrite)
 
 
-def can_write_iptc(image: Any) -> bool:
-    mode = image.checkMode(exiv2.MetadataId.mdIptc)
-    return mode in (exiv2.AccessMode.amWrite, exiv2.AccessMode.amReadWrite)
-
-
 def _iptc_text(datum: Any) -> str:
     """IPTC text: UTF-8 when it decodes as such, else Latin-1 (the pre-UTF-8 default)."""
     raw = datum.toString().encode("utf-8", "surrogateescape")
@@ -102,7 +288,7 @@ def _iptc_text(datum: Any) -> str:
 
 
 def is_sidecar(image: Any) -> bool:
-    return image.mimeType() == "application/rdf+xml"
+    return image.mimeType() == _SIDECAR_TYPE
 
 
 def read_fields(image: Any) -> KeywordFields:
@@ -187,7 +373,8 @@ def _edit_iptc(iptc: Any, old: tuple[str, ...], new: tuple[str, ...]) -> None:
 
 def apply_fields(image: Any, old: KeywordFields, new: KeywordFields) -> None:
     """Change the fields of `image` that differ between `old` and `new`, then write the
-    file once. Raises `exiv2.Exiv2Error` on failure."""
+    file once. Raises `exiv2.Exiv2Error`, or `MetadataError` when libexiv2 reports an
+    error while writing."""
     xmp = image.xmpData()
     for key, before, after in ((SUBJECT, old.subject, new.subject),
                                (HIERARCHICAL, old.hierarchical, new.hierarchical),
@@ -203,7 +390,11 @@ def apply_fields(image: Any, old: KeywordFields, new: KeywordFields) -> None:
         image.clearExifData()
     elif old.iptc is not None and new.iptc is not None and old.iptc != new.iptc:
         _edit_iptc(image.iptcData(), old.iptc, new.iptc)
-    image.writeMetadata()
+    with _MESSAGES.collect() as messages:
+        image.writeMetadata()
+    errors = [_text(m) for m in messages if m.levelno >= logging.ERROR]
+    if errors:
+        raise MetadataError("the rewritten copy", f"libexiv2 reported {errors[0]!r}")
 
 
 def xmp_is_empty(image: Any) -> bool:

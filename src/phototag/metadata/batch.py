@@ -3,18 +3,50 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TextIO
 
-from phototag.metadata.fields import MetadataError
-from phototag.metadata.writing import KeywordChange, Provenance, untag, write_keywords
+from phototag.metadata.fields import MetadataError, printable
+from phototag.metadata.writing import (
+    KeywordChange,
+    Provenance,
+    remove_stale_temporaries,
+    untag,
+    write_keywords,
+)
+
+
+class _StaleTemporaries:
+    """Removes the temporaries of killed runs (`remove_stale_temporaries`) from each
+    folder once, before phototag first writes there, and says so on `stream`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.done: set[Path] = set()
+
+    def clean(self, folders: Iterable[Path]) -> None:
+        for folder in folders:
+            if folder not in self.done:
+                self.done.add(folder)
+                for path in remove_stale_temporaries(folder):
+                    print(printable(f"removed {path}: a temporary file left by an interrupted "
+                                    "phototag run"), file=self.stream)  # fmt: skip
+
+
+def _folders(path: str, embed: bool) -> list[Path]:
+    """The folders a write for photo `path` puts temporaries in: the photo's (sidecars),
+    and with `embed` the one of the file a link points to."""
+    photo = Path(path)
+    return [photo.parent, photo.resolve().parent] if embed else [photo.parent]
 
 
 class KeywordWriter:
     """Writes each annotated photo's keywords (`write_keywords`) and reports on `stream`.
 
     Failures are reported and counted, never raised, so one bad file does not stop a
-    run over a library.
+    run over a library. Before the first write into a folder, temporary files a killed
+    run left there are removed.
     """
 
     def __init__(
@@ -30,9 +62,12 @@ class KeywordWriter:
         self.dry_run = dry_run
         self.stream = stream or sys.stderr
         self.written = self.unchanged = self.failed = 0
+        self._stale = _StaleTemporaries(self.stream)
 
     def write(self, path: str, tags: Sequence[tuple[str, float]]) -> KeywordChange | None:
         """Write one photo's keywords; None (and a reported error) if that failed."""
+        if not self.dry_run:
+            self._stale.clean(_folders(path, self.embed))
         try:
             change = write_keywords(path, tags, self.provenance, embed=self.embed,
                                     dry_run=self.dry_run)  # fmt: skip
@@ -55,10 +90,14 @@ class KeywordWriter:
 
 def untag_files(paths: Sequence[str], *, dry_run: bool = False,
                 stream: TextIO | None = None) -> tuple[int, int]:  # fmt: skip
-    """`untag` every photo of `paths`, reporting each change; (files changed, failures)."""
+    """`untag` every photo of `paths`, reporting each change; (files changed, failures).
+    Temporary files a killed run left in the photos' folders are removed first."""
     stream = stream or sys.stdout
+    stale = _StaleTemporaries(sys.stderr)
     changed = failed = 0
     for path in paths:
+        if not dry_run:
+            stale.clean(_folders(path, embed=True))
         try:
             changes = untag(path, dry_run=dry_run)
         except MetadataError as error:

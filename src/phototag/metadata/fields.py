@@ -35,16 +35,28 @@ AUTOMATIC_FIELDS = ("label", "score", "model", "date")
 SEPARATORS = {HIERARCHICAL: "|", DIGIKAM: "/"}
 
 
+def printable(text: str) -> str:
+    """`text` safe to print on any UTF-8 stream: the bytes of a file name that is not
+    valid UTF-8 (which Python holds as surrogate escapes) shown as ``\\xff``."""
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return data.decode("utf-8", "backslashreplace")
+
+
 class MetadataError(PhototagError, OSError):
-    """Keywords could not be read from or written to a photo; names the file and the fix."""
+    """Keywords could not be read from or written to a photo; names the file (printable,
+    see `printable`) and the fix. `path` is the file's real name."""
 
     def __init__(self, path: str | Path, problem: str, fix: str = "") -> None:
         self.path = Path(path)
         self.problem = problem
+        self.fix = fix
         message = f"{path}: {problem}"
         if fix:
             message += f". {fix}"
-        super().__init__(message)
+        super().__init__(printable(message))
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ def sidecar_for_writing(photo: str | os.PathLike[str]) -> Path:
 def read_holders(photo: str | os.PathLike[str]) -> dict[Path, KeywordFields]:
     """Keyword fields per metadata holder: the photo itself, then each existing sidecar.
 
-    Raises `MetadataError` if the photo or a sidecar exists but cannot be read.
+    Raises `MetadataError` if the photo or a sidecar exists but its keywords cannot be
+    read completely (see `_exiv2.open_image` and `_exiv2.open_sidecar`).
     """
     photo = Path(photo)
     if not photo.is_file():
@@ -38,7 +39,7 @@ def read_holders(photo: str | os.PathLike[str]) -> dict[Path, KeywordFields]:
     holders = {photo: _exiv2.read_fields(_exiv2.open_image(photo))}
     for sidecar in dict.fromkeys(sidecar_paths(photo)):
         if sidecar.is_file() and sidecar != photo:
-            holders[sidecar] = _exiv2.read_fields(_exiv2.open_image(sidecar))
+            holders[sidecar] = _exiv2.read_fields(_exiv2.open_sidecar(sidecar))
     return holders
 
 
@@ -83,7 +84,9 @@ def read_keywords(photo: str | os.PathLike[str]) -> PhotoKeywords:
     """The keywords of `photo` from its XMP (``dc:subject``, ``lr:hierarchicalSubject``,
     ``digiKam:TagsList``), IPTC ``Keywords`` and XMP sidecars.
 
-    Raises `MetadataError` (naming the file) when a file cannot be read.
+    Raises `MetadataError` (naming the file, what is wrong and what to do) when a file
+    cannot be read completely: a sidecar that is not well-formed XMP, an XMP packet that
+    does not parse, an IPTC block that does not decode.
     """
     photo = Path(photo)
     return keywords_of(photo, read_holders(photo))

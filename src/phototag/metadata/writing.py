@@ -1,26 +1,33 @@
 """Writing phototag's keywords into sidecars or photos, and removing them (untag).
 
-Every write goes to a temporary copy in the target's folder, is read back and
-checked, and replaces the target with one ``os.replace``; on any failure the target
-is untouched and the error names it. The target keeps its permission bits; its
-modification time becomes the time of the write (backup and sync tools then notice
-the change).
+Every write goes to a temporary copy in the target's folder (`phototag.fileio.atomic_write`:
+``fsync``, ``os.replace``, ``fsync`` of the folder), is read back and checked before it
+replaces the target; on any failure the target is untouched and the error names it.
+Files phototag cannot read completely and read-only files are never written or deleted.
+The target keeps its permission bits and owner; its modification time becomes the time
+of the write (backup and sync tools then notice the change).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import re
+import stat
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from phototag.fileio import TEMPORARY_SUFFIX, StorageError, atomic_write, fsync_directory
 from phototag.metadata import _exiv2
-from phototag.metadata.fields import AutoKeyword, KeywordFields, MetadataError
+from phototag.metadata.fields import AutoKeyword, KeywordFields, MetadataError, printable
 from phototag.metadata.reading import read_holders, sidecar_for_writing, sidecar_paths
+
+# the temporary files of `atomic_write` (".tmpXXXXXXXX.phototag-tmp") and of phototag
+# before it (".photo.jpg.XXXXXXXX.phototag-tmp"); XXXXXXXX as `tempfile` makes them
+_TEMPORARY = re.compile(rf"\.(?:tmp|.+\.)[a-z0-9_]{{8}}{re.escape(TEMPORARY_SUFFIX)}", re.DOTALL)
 
 
 def _now() -> str:
@@ -70,7 +77,7 @@ class KeywordChange:
             text += f" (already there: {', '.join(self.kept)})"
         if self.deleted:
             text += " (sidecar now empty: removed)"
-        return f"{verb} {text}" if self.changed else text
+        return printable(f"{verb} {text}" if self.changed else text)
 
 
 def write_keywords(
@@ -129,8 +136,10 @@ def write_keywords(
 
 def untag(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[KeywordChange]:
     """Remove every keyword phototag wrote (and its provenance) from a photo and its
-    sidecars; nothing else changes. A sidecar left with no metadata at all is deleted.
-    Returns one change per file that had phototag keywords."""
+    sidecars; nothing else changes. A sidecar that held nothing but phototag's entries
+    (no other XMP property is left) is deleted. Returns one change per file that had
+    phototag keywords; raises `MetadataError`, changing nothing, when one of the files
+    cannot be read completely."""
     photo = Path(path)
     changes = []
     for holder, fields in read_holders(photo).items():
@@ -156,80 +165,171 @@ def untag(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[Keywor
 def _commit(photo: Path, target: Path, new: KeywordFields, *, embed: bool) -> bool:
     """Write `new` to `target` through a verified temporary copy; True if a sidecar
     ended up empty and was deleted instead."""
-    exists = target.is_file()
-    before = os.stat(target) if exists else None
-    if embed:
-        _check_writable(target)
+    before, image = _open_target(target, embed=embed)
     try:
-        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                        suffix=".phototag-tmp")  # fmt: skip
-    except OSError as error:
-        raise MetadataError(target, f"keywords not written: cannot create a temporary file "
-                            f"next to it ({error.strerror})",
-                            "Check that its folder is writable. The file is unchanged.",
-                            ) from None  # fmt: skip
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        # libexiv2 rewrites the file in memory (several times faster than on disk); the
-        # result goes to the temporary file, which is read back from disk to verify it
-        data = target.read_bytes() if exists else b""
-        image = _exiv2.open_bytes(data, target) if exists else _exiv2.new_sidecar(target)
-        old = _exiv2.read_fields(image)
-        expected = _exiv2.describe_image(image) if embed else None
-        _exiv2.apply_fields(image, old, new)
+        picture = _exiv2.describe_image(image) if embed else None
+        _exiv2.apply_fields(image, _exiv2.read_fields(image), new)
         if not embed and _exiv2.xmp_is_empty(image):  # nothing left: remove the sidecar
             _check_unchanged(target, before)
-            temporary.unlink()
             target.unlink(missing_ok=True)
-            return True
-        temporary.write_bytes(_exiv2.image_bytes(image))
-        del image, data
-        _verify(temporary, new, expected)
-        _check_unchanged(target, before)
-        shutil.copymode(target if exists else photo, temporary)
-        os.replace(temporary, target)
-    except MetadataError as error:
-        temporary.unlink(missing_ok=True)
+            fsync_directory(target.parent)
+            return before is not None
+        result = _exiv2.image_bytes(image)
+        owner = before or os.stat(photo)
+        mode = stat.S_IMODE(owner.st_mode) | (0 if before else stat.S_IWUSR)
+
+        def write(file: BinaryIO) -> None:
+            try:
+                _write_verified(file, result, target, new, picture)
+                _keep_owner(file, owner, target, required=before is not None)
+                _check_unchanged(target, before)
+            except MetadataError as error:  # an OSError, which atomic_write would rename
+                raise _Refused(error) from None
+
+        atomic_write(target, write, mode=mode)
+    except (MetadataError, _Refused) as caught:
+        error = caught.args[0] if isinstance(caught, _Refused) else caught
         raise MetadataError(target, f"keywords not written: {error.problem}",
-                            "The file is unchanged.") from None  # fmt: skip
+                            error.fix or "The file is unchanged") from None  # fmt: skip
+    except StorageError as error:
+        raise MetadataError(target, f"keywords not written: {error}", "The file is unchanged"
+                            ) from None  # fmt: skip
     except Exception as error:  # exiv2, OS: anything, as long as the original is safe
-        temporary.unlink(missing_ok=True)
         raise MetadataError(target, f"keywords not written: {error}",
-                            "The file is unchanged.") from None  # fmt: skip
+                            "The file is unchanged") from None  # fmt: skip
     return False
 
 
-def _check_writable(target: Path) -> None:
-    image = _exiv2.open_image(target)
+def _open_target(target: Path, *, embed: bool) -> tuple[os.stat_result | None, Any]:
+    """`target`'s status (None: a new sidecar) and its content as an exiv2 image in memory
+    (libexiv2 rewrites a file several times faster there than on disk). Raises
+    `MetadataError` for a file phototag must not rewrite: read-only, not read
+    completely, or (embedding) of a type libexiv2 cannot write."""
+    before = _status(target)
+    if before is None:
+        return None, _exiv2.new_sidecar(target)
+    _check_not_read_only(target, before, embed=embed)
+    try:
+        data = target.read_bytes()
+    except OSError as error:
+        raise MetadataError(target, f"cannot read it ({error.strerror})") from None
+    if not embed:
+        return before, _exiv2.open_sidecar(target, data)
+    image = _exiv2.open_image(target, data, whole=True)
     if not _exiv2.can_write_xmp(image):
-        kind = image.mimeType()
         raise MetadataError(
             target,
-            f"cannot embed keywords in this file type ({kind}): the metadata library "
-            "can only read it",
+            f"cannot embed keywords in this file type ({image.mimeType()}): the metadata "
+            "library can only read it",
             f"Leave out --embed to write the sidecar {sidecar_paths(target)[0].name} instead",
         )
+    return before, image
 
 
-def _verify(temporary: Path, expected: KeywordFields, picture: Any) -> None:
-    """Read the written copy back: same keyword fields, and (photos) the same picture."""
-    image = _exiv2.open_image(temporary)
+class _Refused(Exception):
+    """Carries a `MetadataError` of a check out of `atomic_write` as it is."""
+
+
+def _status(target: Path) -> os.stat_result | None:
+    """`target`'s status (following a link), or None if there is no such file."""
+    try:
+        return os.stat(target)
+    except FileNotFoundError:
+        return None
+
+
+def _check_not_read_only(target: Path, status: os.stat_result, *, embed: bool) -> None:
+    """A file without its owner's write permission, or one this process may not write,
+    is the user saying "do not touch": phototag never replaces it (even as root)."""
+    if status.st_mode & stat.S_IWUSR and os.access(target, os.W_OK):
+        return
+    if embed:
+        raise MetadataError(target, "read-only: phototag does not change read-only photos",
+                            "Make it writable (chmod u+w) to let phototag change it; without "
+                            "--embed, a sidecar is written instead")  # fmt: skip
+    raise MetadataError(target, "read-only: phototag does not change read-only sidecars",
+                        "Make it writable (chmod u+w) to let phototag change it")  # fmt: skip
+
+
+def _write_verified(
+    file: BinaryIO, data: bytes, target: Path, expected: KeywordFields, picture: Any
+) -> None:
+    """Write `data` to the temporary `file`, make it durable, read it back and check it."""
+    file.write(data)
+    file.flush()
+    os.fsync(file.fileno())
+    written = os.pread(file.fileno(), len(data) + 1, 0)
+    if written != data:
+        raise MetadataError(target, "reading the temporary copy back gave other bytes")
+    _verify(target, written, expected, picture)
+
+
+def _verify(target: Path, data: bytes, expected: KeywordFields, picture: Any) -> None:
+    """The written copy of `target`: same keyword fields, and (photos) the same picture."""
+    image = (_exiv2.open_image(target, data, whole=True) if picture is not None
+             else _exiv2.open_sidecar(target, data))  # fmt: skip
     found = _exiv2.read_fields(image)
     keys = ("subject", "hierarchical", "digikam", "iptc")
     if any(getattr(found, k) != getattr(expected, k) for k in keys) or [
         a.label for a in found.automatic
     ] != [a.label for a in expected.automatic]:
-        raise MetadataError(temporary, "reading the written copy back gave other keywords")
+        raise MetadataError(target, "reading the written copy back gave other keywords")
     if picture is not None and _exiv2.describe_image(image) != picture:
-        raise MetadataError(temporary, "the written copy is no longer the same image")
+        raise MetadataError(target, "the written copy is no longer the same image")
+
+
+def _keep_owner(file: BinaryIO, owner: os.stat_result, target: Path, *, required: bool) -> None:
+    """Give the temporary file `owner`'s user and group, so that replacing `target` does
+    not hand it to whoever runs phototag; where that is not allowed, a `required` owner
+    (an existing target's) stops the write."""
+    now = os.fstat(file.fileno())
+    if (now.st_uid, now.st_gid) == (owner.st_uid, owner.st_gid):
+        return
+    try:
+        os.fchown(file.fileno(), owner.st_uid, owner.st_gid)
+    except OSError:
+        if required:
+            raise MetadataError(target, "it belongs to another user or group, and replacing "
+                                "it would make it yours", "Run phototag as its owner"
+                                ) from None  # fmt: skip
 
 
 def _check_unchanged(target: Path, before: os.stat_result | None) -> None:
     """Refuse to replace a file another program changed while we were writing."""
-    now = os.stat(target) if target.exists() else None
+    now = _status(target)
     if (before is None) != (now is None) or (
         before is not None and now is not None
         and (before.st_mtime_ns, before.st_size) != (now.st_mtime_ns, now.st_size)
     ):  # fmt: skip
         raise MetadataError(target, "changed by another program while writing; run again")
+
+
+# ------------------------------------------------------------------ stale temporaries
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], *, older_than: float = 600.0
+                             ) -> list[Path]:  # fmt: skip
+    """Remove the temporary files a killed phototag run left in `folder`: regular files
+    named as phototag names its temporaries (``.tmpXXXXXXXX.phototag-tmp``, and
+    ``.photo.jpg.XXXXXXXX.phototag-tmp`` of earlier versions) and not modified for
+    `older_than` seconds (a running write finishes well within that). Nothing else is
+    touched; files that cannot be removed are left. Returns the removed files."""
+    removed: list[Path] = []
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not _TEMPORARY.fullmatch(entry.name):
+            continue
+        try:
+            status = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(status.st_mode) and status.st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    if removed:
+        fsync_directory(folder)
+    return removed
