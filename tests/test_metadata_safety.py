@@ -61,6 +61,10 @@ BAD_SIDECARS = {
     "empty": ("", "not an XMP sidecar: the file is empty"),
     "html": ("<html><body>Anna</body></html>", "its content is not XMP (XML with <html>"),
     "cut": (xmp(subject("Anna"))[:150], "its XMP does not parse as XML (unclosed token"),
+    "rdf-root": (
+        xmp(subject("Anna")).split("<x:xmpmeta xmlns:x='adobe:ns:meta/'>")[1][:-12],
+        "libexiv2 cannot read it as XMP (The memory contains data of an unknown",
+    ),
 }
 
 
@@ -334,16 +338,40 @@ def test_unwritable_folder_is_named_and_nothing_changes(folder, real_photo, prio
     assert sha256(folder) == before and sorted(os.listdir(folder)) == ["a.jpg"]
 
 
-def test_embedding_keeps_the_owner_of_another_users_photo(folder, real_photo):
+def test_writes_keep_the_owner_of_another_users_photo(folder, real_photo):
     if os.geteuid() != 0:
         pytest.skip("needs root: gives the photo to another user")
     photo = folder / "a.jpg"
     photo.write_bytes(real_photo)
     os.chown(photo, 4242, 4343)
     write_keywords(photo, [("sky", 0.9)], PROVENANCE, embed=True)
-    status = photo.stat()
-    assert (status.st_uid, status.st_gid) == (4242, 4343)
-    assert [a.label for a in read_keywords(photo).automatic] == ["sky"]
+    write_keywords(photo, [("sea", 0.9)], PROVENANCE)
+    for path in (photo, folder / "a.jpg.xmp"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (4242, 4343)
+    assert [a.label for a in read_keywords(photo).automatic] == ["sky", "sea"]
+
+
+def test_a_photo_that_would_change_owner_is_left(folder, real_photo):
+    """Without the right to give files away (CAP_CHOWN), replacing another user's photo
+    (writable for everyone) would make it root's: refused, the photo is unchanged."""
+    needs_root_without_override()
+    photo = folder / "a.jpg"
+    photo.write_bytes(real_photo)
+    os.chown(photo, 4242, 4343)
+    photo.chmod(0o666)
+    before = sha256(folder)
+    script = ("import sys; from phototag.metadata import *\n"
+              "try: write_keywords(sys.argv[1], [('sky', 0.9)], Provenance('m'), embed=True)\n"
+              "except MetadataError as error: print(error)")  # fmt: skip
+    drop = [DROP_CAPS[0], "--bounding-set", DROP_CAPS[2] + ",-chown", "--inh-caps",
+            DROP_CAPS[4] + ",-chown"]  # fmt: skip
+    done = subprocess.run([*drop, sys.executable, "-c", script, str(photo)], text=True,
+                          capture_output=True, timeout=120)  # fmt: skip
+    assert done.stdout == (
+        f"{photo}: keywords not written: it belongs to another user or group, and replacing "
+        "it would make it yours. Run phototag as its owner\n"
+    ), done.stderr
+    assert sha256(folder) == before and photo.stat().st_uid == 4242
 
 
 # ------------------------------------------------------------------ durable writes, names

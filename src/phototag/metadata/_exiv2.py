@@ -151,7 +151,9 @@ def _read(path: Path, limit: int = -1) -> bytes:
                             ) from None  # fmt: skip
 
 
-def _open(path: Path, data: bytes | None) -> tuple[Any, list[logging.LogRecord]]:
+def _open(
+    path: Path, data: bytes | None, *, sidecar: bool = False
+) -> tuple[Any, list[logging.LogRecord]]:
     """An exiv2 image over `data`, else over the file `path`, with its metadata read, and
     the messages libexiv2 logged meanwhile. Raises `MetadataError` in plain words."""
     name = _libexiv2_name(path) if data is None else None
@@ -166,14 +168,17 @@ def _open(path: Path, data: bytes | None) -> tuple[Any, list[logging.LogRecord]]
             image = exiv2.ImageFactory.open(data if data is not None else name)
             image.readMetadata()
         except exiv2.Exiv2Error as error:
-            raise _read_error(path, error, image) from None
+            raise _read_error(path, error, image, sidecar=sidecar) from None
     return image, messages
 
 
-def _read_error(path: Path, error: Exception, image: Any) -> MetadataError:
+def _read_error(path: Path, error: Exception, image: Any, *, sidecar: bool) -> MetadataError:
     """A libexiv2 read error in words: what is wrong with which file."""
     code = error.args[0] if error.args else None
     detail = _message(error)
+    if sidecar:
+        return MetadataError(path, f"not a readable XMP sidecar: libexiv2 cannot read it as XMP "
+                             f"({detail})", _FIX_SIDECAR)  # fmt: skip
     if code in (exiv2.ErrorCode.kerFileContainsUnknownImageType,
                 exiv2.ErrorCode.kerMemoryContainsUnknownImageType):  # fmt: skip
         return MetadataError(path, "cannot read its metadata: not an image file libexiv2 "
@@ -245,7 +250,7 @@ def open_sidecar(path: Path, data: bytes | None = None) -> Any:
     problem = xmp_problem(data)
     if problem is not None:
         raise MetadataError(path, f"not a readable XMP sidecar: {problem}", _FIX_SIDECAR)
-    image, messages = _open(path, data)
+    image, messages = _open(path, data, sidecar=True)
     if image.mimeType() != _SIDECAR_TYPE:
         raise MetadataError(path, f"not an XMP sidecar: libexiv2 reads it as {image.mimeType()}",
                             _FIX_SIDECAR)  # fmt: skip
