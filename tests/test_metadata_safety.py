@@ -246,6 +246,29 @@ def test_a_photo_whose_metadata_cannot_be_read_completely_is_never_rewritten(
     assert sha256(folder) == before
 
 
+def test_annotate_embed_reports_every_unreadable_photo_and_changes_none(
+    folder, real_photo, prior_model, tmp_path
+):
+    for kind, (make, _) in BAD_PHOTOS.items():
+        (folder / f"{kind}.jpg").write_bytes(with_segments(real_photo, make()))
+    (folder / "exif-damaged.jpg").write_bytes(with_segments(real_photo, DAMAGED_EXIF))
+    (folder / "good.jpg").write_bytes(real_photo)
+    before = sha256(folder)
+    done = run("annotate", str(folder), "--write", "xmp", "--embed", "--model", prior_model,
+               "--workers", "0", "--store", str(tmp_path / "store"))  # fmt: skip
+    assert done.returncode == 1
+    for kind, (_, message) in BAD_PHOTOS.items():
+        assert f"keywords not written: {folder / kind}.jpg: {message}" in done.stderr
+    assert (f"keywords not written: {folder / 'exif-damaged.jpg'}: its EXIF block is damaged"
+            in done.stderr)  # fmt: skip
+    assert f"keywords: changed 1 files, 0 unchanged, {len(BAD_PHOTOS) + 1} failed" in done.stderr
+    after = sha256(folder)
+    assert sorted(after) == sorted(before) and after["good.jpg"] != before["good.jpg"]
+    assert {k: v for k, v in after.items() if k != "good.jpg"} == {
+        k: v for k, v in before.items() if k != "good.jpg"
+    }
+
+
 def test_damaged_exif_blocks_embedding_but_not_reading_or_a_sidecar(folder, real_photo):
     """libexiv2 skips an EXIF directory it finds invalid (and would write the photo back
     without it), but the keywords are elsewhere: read them, write a sidecar, never embed."""
