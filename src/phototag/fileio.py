@@ -98,8 +98,9 @@ def atomic_write(
     writes to the open file) so that readers see the old file or the whole new one.
 
     `mode` sets the permission bits (None keeps `tempfile`'s private 0600). Raises
-    `StorageError` naming the folder when the disk is full or not writable; the old file
-    is then unchanged and no temporary file is left behind.
+    `StorageError` naming the folder when the disk is full or not writable; a
+    `PhototagError` from `content` passes through as it is. Either way the old file is
+    unchanged and no temporary file is left behind.
     """
     path = Path(path)
     directory = path.parent
@@ -121,6 +122,8 @@ def atomic_write(
         os.replace(name, path)
     except OSError as error:
         _remove_quietly(name)
+        if isinstance(error, PhototagError):  # raised by `content`: already says what to do
+            raise
         raise storage_error(directory, error) from None
     except BaseException:
         _remove_quietly(name)

@@ -179,16 +179,12 @@ def _commit(photo: Path, target: Path, new: KeywordFields, *, embed: bool) -> bo
         mode = stat.S_IMODE(owner.st_mode) | (0 if before else stat.S_IWUSR)
 
         def write(file: BinaryIO) -> None:
-            try:
-                _write_verified(file, result, target, new, picture)
-                _keep_owner(file, owner, target, required=before is not None)
-                _check_unchanged(target, before)
-            except MetadataError as error:  # an OSError, which atomic_write would rename
-                raise _Refused(error) from None
+            _write_verified(file, result, target, new, picture)
+            _keep_owner(file, owner, target, required=before is not None)
+            _check_unchanged(target, before)
 
         atomic_write(target, write, mode=mode)
-    except (MetadataError, _Refused) as caught:
-        error = caught.args[0] if isinstance(caught, _Refused) else caught
+    except MetadataError as error:
         raise MetadataError(target, f"keywords not written: {error.problem}",
                             error.fix or "The file is unchanged") from None  # fmt: skip
     except StorageError as error:
@@ -224,10 +220,6 @@ def _open_target(target: Path, *, embed: bool) -> tuple[os.stat_result | None, A
             f"Leave out --embed to write the sidecar {sidecar_paths(target)[0].name} instead",
         )
     return before, image
-
-
-class _Refused(Exception):
-    """Carries a `MetadataError` of a check out of `atomic_write` as it is."""
 
 
 def _status(target: Path) -> os.stat_result | None:
