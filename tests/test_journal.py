@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sqlite3
@@ -209,6 +210,47 @@ def test_non_utf8_names_are_kept_exactly(tmp_path):
     with sqlite3.connect(tmp_path / "j.sqlite") as db:
         assert db.execute("SELECT path FROM files").fetchone() == (raw,)  # a BLOB, exact
     db.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB tmpfs, unmounted afterwards (mounting needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs to fill it needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk], check=True)
+    yield disk
+    subprocess.run(["umount", disk], check=True)
+
+
+def test_journal_filling_the_disk_mid_run_is_one_clear_error(small_disk, prior_model, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(40):
+        (photos / f"p{i:02d}.jpg").write_bytes((EXAMPLES / "coffee.jpg").read_bytes())
+    before = {p.name: p.read_bytes() for p in photos.iterdir()}
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler = small_disk / "filler"
+    filler.write_bytes(bytes(free - 160 * 1024))  # room to open the journal, not to finish
+    argv = [sys.executable, "-m", "phototag", "annotate", str(photos), "--model", prior_model,
+            "--format", "json", "--journal", str(small_disk / "j.sqlite")]  # fmt: skip
+
+    first = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert first.returncode == 1 and "Traceback" not in first.stderr
+    assert first.stderr.endswith(
+        f"phototag: error: {small_disk}: no space left on the device: free some space and "
+        "run again\n"
+    )
+    filler.unlink()
+    second = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert second.returncode == 0 and "Traceback" not in second.stderr
+    lines = second.stdout.splitlines()
+    assert [json.loads(line)["path"] for line in lines] == sorted(map(str, photos.iterdir()))
+    printed = first.stdout.splitlines()  # the last one printed was not journaled
+    assert 2 <= len(printed) < 40 and printed == lines[: len(printed)]
+    assert f"40 tagged, 0 skipped, {len(printed) - 1} resumed" in second.stderr
+    assert {p.name: p.read_bytes() for p in photos.iterdir()} == before
 
 
 def test_default_path_is_per_run_in_the_cache(tmp_path, monkeypatch):

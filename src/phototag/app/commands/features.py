@@ -16,7 +16,9 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
         description="Compute each photo's features (an encoder's pooled vector or a classic "
         "descriptor) once and keep them in a feature store (keyed by file content and "
         "encoder or descriptor), so training, evaluation and annotation "
-        "reuse them. Resumable: a killed run continues where it stopped.",
+        "reuse them. Resumable: a killed run continues where it stopped. Unreadable photos "
+        "are reported and skipped; the exit status is 1 if any photo was skipped (after the "
+        "whole batch), else 0.",
         epilog=EPILOG,
     )
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="photos or folders")
