@@ -62,14 +62,16 @@ class Entry:
             add a sidecar next to it; every other entry must stay byte for byte.
         photo: a file the walker yields as a photo (its name has an image extension
             and it is a regular file), so the run must either annotate it or report it.
-        user_keywords: keywords the user wrote into the photo or its sidecar, which
-            must survive every write.
+        decodable: a photo phototag can read completely, so the run annotates it.
+        user_keywords: keywords the user wrote into this file, which must survive
+            every write.
     """
 
     name: str
     kind: str
     writable: bool = False
     photo: bool = True
+    decodable: bool = True
     user_keywords: tuple[str, ...] = ()
 
 
@@ -170,7 +172,6 @@ def make_corpus(folder: Path, photo: Path) -> list[Entry]:
         real,
         "a photo whose sidecar holds the user's keywords",
         writable=True,
-        user_keywords=("Anna", "Holiday"),
     )
     add(
         "user_sidecar.jpg.xmp",
@@ -216,27 +217,35 @@ def make_corpus(folder: Path, photo: Path) -> list[Entry]:
         add(name + ".xmp", sidecar, kind, photo=False)
 
     # files that are not complete images: reported, never changed
-    add("empty.jpg", b"", "an empty file")
+    def add_broken(name: str, data: bytes | str, kind: str) -> None:
+        add(name, data, kind, decodable=False)
+
+    add_broken("empty.jpg", b"", "an empty file")
     for cut in (100, len(real) // 2, len(real) - 2):
-        add(f"cut_at_{cut}.jpg", real[:cut], f"a JPEG truncated after {cut} bytes")
-    add("random.jpg", noise, "random bytes")
-    add("noise_after_header.jpg", real[:600] + noise, "random bytes after a JPEG header")
-    add("text.jpg", "this is not a photo\n" * 50, "a text file named .jpg")
-    add("huge_header.jpg", _huge_jpeg_header(real), "a JPEG header claiming 65000x65000")
+        add_broken(f"cut_at_{cut}.jpg", real[:cut], f"a JPEG truncated after {cut} bytes")
+    add_broken("random.jpg", noise, "random bytes")
+    add_broken("noise_after_header.jpg", real[:600] + noise, "random bytes after a JPEG header")
+    add_broken("text.jpg", "this is not a photo\n" * 50, "a text file named .jpg")
+    add_broken("huge_header.jpg", _huge_jpeg_header(real), "a JPEG header claiming 65000x65000")
     bomb = _encode(Image.new("1", (14_000, 14_000)), "PNG")
-    add("bomb.png", bomb, "a decompression bomb (196 megapixels in a small PNG)")
+    add_broken("bomb.png", bomb, "a decompression bomb (196 megapixels in a small PNG)")
     png = bytearray(_encode(_gradient(), "PNG"))
     png[len(png) // 2 : len(png) // 2 + 8] = bytes(b ^ 0xFF for b in png[len(png) // 2 :][:8])
-    add("flipped.png", bytes(png), "a PNG with damaged pixel data")
+    add_broken("flipped.png", bytes(png), "a PNG with damaged pixel data")
     tiff = _encode(_gradient(), "TIFF")
-    add("cut.tif", tiff[: len(tiff) // 2], "a truncated TIFF")
+    add_broken("cut.tif", tiff[: len(tiff) // 2], "a truncated TIFF")
     webp = _encode(_gradient(), "WEBP")
-    add("cut.webp", webp[: len(webp) // 2], "a truncated WebP")
-    add("fake.heic", b"\x00\x00\x00\x18ftypheic" + noise[:500], "an HEIC header over noise")
+    add_broken("cut.webp", webp[: len(webp) // 2], "a truncated WebP")
+    add_broken("fake.heic", b"\x00\x00\x00\x18ftypheic" + noise[:500], "an HEIC header over noise")
 
     # read-only and unreadable files: never changed
     add("readonly.jpg", real, "a read-only photo")
-    add("readonly_sidecar.jpg", real, "a photo whose sidecar is read-only", user_keywords=("Anna",))
+    add(
+        "readonly_sidecar.jpg",
+        real,
+        "a photo whose sidecar is read-only (the photo itself may get keywords)",
+        writable=True,
+    )
     add(
         "readonly_sidecar.jpg.xmp",
         xmp_with("Anna"),
@@ -244,7 +253,7 @@ def make_corpus(folder: Path, photo: Path) -> list[Entry]:
         photo=False,
         user_keywords=("Anna",),
     )
-    add("unreadable.jpg", real, "a photo without read permission")
+    add("unreadable.jpg", real, "a photo without read permission", decodable=False)
     for name in ("readonly.jpg", "readonly_sidecar.jpg.xmp"):
         os.chmod(folder / name, 0o444)
     os.chmod(folder / "unreadable.jpg", 0o000)
