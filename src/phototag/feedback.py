@@ -35,7 +35,8 @@ import scipy.sparse as sp
 
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.errors import InvalidInputError, PhototagError
-from phototag.fileio import DamagedFileError, storage_error
+from phototag.features.store import sqlite_storage_error
+from phototag.fileio import DamagedFileError
 
 DATABASE_FILE = "feedback.sqlite"
 ACCEPTED: Literal["accepted"] = "accepted"
@@ -128,7 +129,7 @@ class FeedbackStore:
                     "backup, or move it aside to start a new one",
                 ) from None  # fmt: skip
             if isinstance(error, OSError | sqlite3.OperationalError):
-                raise storage_error(self.path.parent, error) from None
+                raise sqlite_storage_error(self.path.parent, error) from None
             raise
 
     @contextlib.contextmanager

@@ -256,7 +256,7 @@ def read_model_config(directory: Path) -> dict[str, Any]:
         text = path.read_bytes()
         config = json.loads(text)
     except OSError as exc:
-        raise DamagedFileError(path, f"cannot be read ({exc.strerror})", _FIX) from None
+        raise DamagedFileError(path, f"cannot be read ({exc.strerror or exc})", _FIX) from None
     except ValueError as exc:  # not JSON, not UTF-8, an integer of over 4300 digits
         problem = "empty" if not text.strip() else f"not valid JSON ({exc})"
         raise DamagedFileError(path, problem, _FIX) from None
@@ -286,7 +286,7 @@ def read_model_weights(directory: Path, listed: dict[str, Any] | None) -> dict[s
     try:
         arrays = load_file(str(path))
     except OSError as exc:
-        raise DamagedFileError(path, f"cannot be read ({exc.strerror})", _FIX) from None
+        raise DamagedFileError(path, f"cannot be read ({exc.strerror or exc})", _FIX) from None
     except (SafetensorError, ValueError, TypeError) as exc:  # cut short, not safetensors
         raise DamagedFileError(path, f"not a readable safetensors file ({exc})", _FIX) from None
     if listed is not None:
