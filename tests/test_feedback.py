@@ -39,7 +39,8 @@ def test_store_keeps_the_latest_decision_per_photo_and_label(tmp_path, photos):
     store.decide(first.id, " sky ", "accepted", None, "m")
     decisions = store.decisions(first.id)
     assert [(d.label, d.decision, d.score) for d in decisions] == [
-        ("cup", "rejected", 0.7), ("sky", "accepted", None)
+        ("cup", "rejected", 0.7),
+        ("sky", "accepted", None),
     ]
     with pytest.raises(InvalidInputError, match="decision"):
         store.decide(first.id, "cup", "maybe", None, "m")  # type: ignore[arg-type]
