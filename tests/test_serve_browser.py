@@ -5,14 +5,18 @@ in the database. Needs Debian's ``chromium`` (scripts/setup.sh installs it) and 
 Playwright package (dev extra); skipped without them, failed when CI=true.
 """
 
+import contextlib
+import http.server
 import os
 import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -50,14 +54,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tiny_model, tmp_path):  # noqa: F811
-    """`phototag serve` in a subprocess on a free localhost port, with a token."""
+@contextlib.contextmanager
+def _serve(model: str, tmp_path: Path, *options: str):
+    """`phototag serve` in a subprocess on a free localhost port; yields its URL and process."""
     port = _free_port()
-    data = tmp_path / "data"
     command = [sys.executable, "-m", "phototag.app.cli", "serve", "--port", str(port),
-               "--model", tiny_model, "--data", str(data), "--store", str(tmp_path / "store"),
-               "--runtime", "torch", "--token", TOKEN]  # fmt: skip
+               "--model", model, "--data", str(tmp_path / "data"),
+               "--store", str(tmp_path / "store"), "--runtime", "torch", *options]  # fmt: skip
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -77,7 +80,7 @@ def server(tiny_model, tmp_path):  # noqa: F811
                 if time.monotonic() > deadline:
                     pytest.fail("server did not answer within 120 s")
                 time.sleep(0.3)
-        yield url, data / "feedback.sqlite"
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -85,6 +88,16 @@ def server(tiny_model, tmp_path):  # noqa: F811
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture
+def server(tiny_model, tmp_path):  # noqa: F811
+    """`phototag serve` with a token read from a file (so `ps` does not show it)."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    with _serve(tiny_model, tmp_path, "--token-file", str(token_file)) as (url, process):
+        assert TOKEN.encode() not in Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        yield url, tmp_path / "data" / "feedback.sqlite"
 
 
 def test_upload_suggest_accept_in_chromium(sync_playwright, server, tmp_path):
@@ -128,3 +141,61 @@ def test_upload_suggest_accept_in_chromium(sync_playwright, server, tmp_path):
     assert rows == [("chelsea.jpg", "upload", "cat", "accepted"),
                     ("chelsea.jpg", "upload", rejected, "rejected"),
                     ("chelsea.jpg", "upload", "tabby", "accepted")]  # fmt: skip
+
+
+EVIL_PAGE = """<!doctype html><title>cute cats</title>
+<form id="form" method="post" enctype="multipart/form-data" action="TARGET/api/photos">
+  <input name="file" value="not really a file"></form>
+<script>
+(async () => {
+  // what any page can do without the service's consent: a "simple" cross-origin POST
+  const photo = await (await fetch("chelsea.jpg")).blob();
+  const form = new FormData();
+  form.append("file", photo, "evil.jpg");
+  await fetch("TARGET/api/photos", { method: "POST", mode: "no-cors", body: form });
+  await fetch("TARGET/api/photos/1/decisions", { method: "POST", mode: "no-cors",
+    headers: { "Content-Type": "text/plain" }, body: '{"label":"x","decision":"accepted"}' });
+  document.title = "sent";
+})();
+</script>"""
+
+
+def test_other_sites_cannot_use_the_service_through_the_browser(
+    sync_playwright,
+    tiny_model,  # noqa: F811
+    tmp_path,
+):
+    """A page on another origin posts a real photo (fetch no-cors) and a form to a service
+    with no token: every request reaches the service and is refused; nothing is stored."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "chelsea.jpg").write_bytes((EXAMPLES / "chelsea.jpg").read_bytes())
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    profile = tmp_path / "chromium-profile"
+    try:
+        with _serve(tiny_model, tmp_path) as (url, _), sync_playwright() as playwright:
+            (site / "evil.html").write_text(EVIL_PAGE.replace("TARGET", url))
+            browser = playwright.chromium.launch_persistent_context(
+                str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                page = browser.new_page()
+                answers: list[tuple[str, int]] = []
+                page.on("response", lambda r: answers.append((r.url, r.status)))
+                # "localhost" is another site than "127.0.0.1", where the service is
+                page.goto(f"http://localhost:{evil.server_address[1]}/evil.html")
+                page.wait_for_function("document.title === 'sent'", timeout=30_000)
+                with page.expect_navigation():
+                    page.evaluate("document.getElementById('form').submit()")
+            finally:
+                browser.close()
+    finally:
+        evil.shutdown()
+    to_service = [status for address, status in answers if address.startswith(url)]
+    assert to_service == [403, 403, 403], answers  # the requests arrived and were refused
+    assert list((tmp_path / "data" / "uploads").iterdir()) == []
+    with sqlite3.connect(tmp_path / "data" / "feedback.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 0

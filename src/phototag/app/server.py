@@ -10,29 +10,43 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import math
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Body, FastAPI, File, Query, Request, Security, UploadFile
+from fastapi import Path as PathParameter
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.security import HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from phototag.app.web import schemas
+from phototag.app.web.files import (
+    Opened,
+    check_pixels,
+    decode_path,
+    encode_name,
+    is_image_name,
+    open_beneath,
+    shown,
+)
 from phototag.app.web.security import (
+    CSRF_HEADER,
     UPLOAD_FORMATS,
     ApiGuard,
     RequestRefused,
     check_token_setting,
     is_loopback,
-    resolve_inside,
     too_large_message,
     upload_format,
 )
@@ -46,8 +60,10 @@ from phototag.feedback import (
     default_data_dir,
 )
 from phototag.fileio import atomic_write
-from phototag.imaging import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from phototag.imaging import ImageLoadError, load_image
 
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
 STATIC = Path(__file__).resolve().parent / "web" / "static"
 UPLOAD_PATH = "/api/photos"
 #: Room for the multipart framing around the photo in an upload request.
@@ -72,6 +88,8 @@ class ServerConfig:
     runtime: str = "onnx"
     max_upload_bytes: int = 25 * 2**20
     max_batch: int = 16
+    #: Most pixels of an image decoded at full size (all but baseline JPEGs).
+    max_pixels: int = 50_000_000
 
     def validate(self) -> None:
         """Raise `InvalidInputError` for a configuration that must not start."""
@@ -80,6 +98,8 @@ class ServerConfig:
             raise InvalidInputError("--port", "a port number 0-65535", str(self.port))
         if self.max_upload_bytes < 1:
             raise InvalidInputError("--max-upload-mb", "a size > 0", str(self.max_upload_bytes))
+        if self.max_pixels < 1:
+            raise InvalidInputError("--max-megapixels", "a number > 0", str(self.max_pixels))
         if self.folder is not None and not Path(self.folder).expanduser().is_dir():
             raise InvalidInputError("--folder", "an existing folder", str(self.folder))
 
@@ -101,6 +121,9 @@ class _Service:
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.feedback = FeedbackStore(self.data_dir / DATABASE_FILE)
         self.folder = None if config.folder is None else Path(config.folder).expanduser().resolve()
+        # At most one image per core is decoded at once: the tagger's worker, the rest
+        # thumbnails (a request waiting for its turn holds no thread).
+        self.thumbnail_slots = anyio.CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
 
     # ------------------------------------------------------------- photos
     def save_upload(self, data: bytes, kind: str) -> tuple[Path, bool]:
@@ -118,32 +141,82 @@ class _Service:
             raise RequestRefused(404, f"no photo with id {photo_id}")
         return photo
 
-    def readable(self, path: str | Path) -> Path:
-        """`path` resolved, if it lies in the uploads or the served folder (else 404)."""
+    def open_photo(self, photo: Photo) -> Opened:
+        """A known photo's file, opened inside its folder (the uploads or the served one)."""
+        root = self.uploads if photo.source == "upload" else self.folder_root()
         try:
-            resolved = Path(path).resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise RequestRefused(404, "the photo's file no longer exists") from None
-        roots = [self.uploads] + ([self.folder] if self.folder is not None else [])
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise RequestRefused(404, "the photo is outside the uploads and the served folder")
-        return resolved
+            relative = Path(photo.path).relative_to(root)
+        except ValueError:
+            raise RequestRefused(404, f"{photo.name}: no longer inside the served folder") from None
+        opened = open_beneath(root, os.fsencode(relative), shown(photo.name))
+        if opened.is_dir:
+            opened.close()
+            raise RequestRefused(404, f"{photo.name}: no longer a photo file")
+        return opened
+
+    def open_folder(self, path: str) -> Opened:
+        """`path` (API text, relative) opened inside the served folder."""
+        return open_beneath(self.folder_root(), decode_path(path), shown(path))
+
+    def open_folder_photo(self, path: str) -> Opened:
+        opened = self.open_folder(path)
+        if opened.is_dir or not is_image_name(opened.path):
+            opened.close()
+            raise RequestRefused(400, f"{shown(path)}: not a photo file")
+        return opened
+
+    def add_folder_photo(self, target: Path, name: str) -> Photo:
+        """Register a folder photo at its resolved path `target` (409 if that changed).
+
+        The feedback database resolves the path again; a folder swapped meanwhile would
+        fail that or record another file, so the request is refused instead.
+        """
+        try:
+            photo = self.feedback.add_photo(target, name, "folder")
+        except OSError:
+            photo = None
+        if photo is None or photo.path != str(target):
+            raise RequestRefused(409, f"{name}: its folder changed while it was read; try again")
+        return photo
 
     def folder_root(self) -> Path:
         if self.folder is None:
             raise RequestRefused(404, "no folder is served (start with --folder DIR)")
         return self.folder
 
-    async def tags(self, name: str, path: str | Path, top_k: int | None) -> list[tuple[str, float]]:
-        """Suggested ``(label, score)`` pairs of the photo at `path` (422 if unreadable)."""
+    async def check_pixels(self, source: str | io.BytesIO, name: str) -> None:
+        """413 for an image with more pixels than the service decodes (`check_pixels`)."""
+        await run_in_threadpool(check_pixels, source, name, self.config.max_pixels)
+
+    async def tags(self, name: str, path: str, top_k: int | None) -> list[tuple[str, float]]:
+        """Suggested ``(label, score)`` pairs of the photo at `path` (422 if unreadable).
+
+        `name` replaces `path` in messages: replies never show the server's paths.
+        """
         try:
             return await self.tagger.suggest(path, top_k)
         except PhotoUnreadable as error:
-            raise RequestRefused(422, f"{name}: {error}") from None
+            raise RequestRefused(422, _named(str(error), path, name)) from None
 
-    async def suggestions(
-        self, photo: Photo, tags: list[tuple[str, float]]
-    ) -> schemas.Suggestions:
+    async def thumbnail(self, open_file: Callable[[], Opened], name: str, size: int) -> Response:
+        """A JPEG of the photo `open_file` opens, its longest side at most `size` pixels."""
+
+        def make() -> bytes:
+            with open_file() as opened:
+                check_pixels(opened.fd_path, name, self.config.max_pixels)
+                try:
+                    image = load_image(opened.fd_path, max_side=size)
+                except ImageLoadError as error:
+                    raise RequestRefused(422, _named(str(error), opened.fd_path, name)) from None
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=85)
+            return buffer.getvalue()
+
+        data = await anyio.to_thread.run_sync(make, limiter=self.thumbnail_slots)
+        return Response(data, media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
+
+    async def suggestions(self, photo: Photo, tags: list[tuple[str, float]]) -> schemas.Suggestions:
         """`tags` of `photo` with the decisions made on it."""
         decisions = await run_in_threadpool(self.feedback.decisions, photo.id)
         verdict = {d.label: d.decision for d in decisions}
@@ -172,7 +245,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         version=__version__,
         summary="Suggested keywords for photos; accept or reject them to teach the model.",
         description="Every /api call needs `Authorization: Bearer TOKEN` when the service "
-        "was started with a token. Errors answer `{\"detail\": message}`.",
+        f"was started with a token; every POST needs the header `{CSRF_HEADER}: 1`. "
+        'Errors answer `{"detail": message}`.',
         lifespan=lifespan,
         static_url="/docs-assets",
     )
@@ -188,6 +262,16 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.exception_handler(RequestRefused)
     async def refused(request: Request, error: RequestRefused) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(error)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def failed(request: Request, error: Exception) -> JSONResponse:
+        # The traceback goes to the server's log (uvicorn prints it), never to the client.
+        detail = "internal error: the service could not answer; its log says why"
+        return JSONResponse({"detail": detail}, status_code=500)
 
     _add_page(app)
     _add_api(app, service)
@@ -205,13 +289,26 @@ def _add_page(app: FastAPI) -> None:
 
 
 ERRORS = {status: {"model": schemas.ErrorOut} for status in (400, 401, 403, 404, 422)}
+IMAGE_ERRORS = {**ERRORS, 413: {"model": schemas.ErrorOut}}
 TopK = Annotated[int | None, Query(ge=1, le=200, description="the K best keywords instead "
                                    "of the model's own choice")]  # fmt: skip
 ThumbSize = Annotated[int, Query(ge=16, le=1024, description="longest side in pixels")]
+PhotoId = Annotated[int, PathParameter(ge=1, le=2**63 - 1, description="the photo's id")]
+FolderPath = Annotated[str, Query(max_length=4096, description="relative to the served folder; "
+                                  "'%XX' is one byte of a name ('%25' is '%')")]  # fmt: skip
 
 
 def _add_api(app: FastAPI, service: _Service) -> None:
     bearer = [Security(HTTPBearer(auto_error=False, description="the --token of the service"))]
+    changes = bearer + [
+        Security(
+            APIKeyHeader(
+                name=CSRF_HEADER,
+                auto_error=False,
+                description="any value, e.g. 1 (a form on another site cannot send it)",
+            )
+        )  # fmt: skip
+    ]
 
     @app.get("/api/info", response_model=schemas.ServiceInfo, tags=["service"],
              dependencies=bearer, responses=ERRORS)  # fmt: skip
@@ -225,22 +322,23 @@ def _add_api(app: FastAPI, service: _Service) -> None:
             labels=len(service.tagger.model.vocabulary_),
             folder=service.folder is not None,
             max_upload_bytes=service.config.max_upload_bytes,
+            max_pixels=service.config.max_pixels,
             upload_formats=list(UPLOAD_FORMATS),
             token_required=service.config.token is not None,
         )
 
-    upload_errors = {**ERRORS, 411: {"model": schemas.ErrorOut}, 413: {"model": schemas.ErrorOut},
+    upload_errors = {**IMAGE_ERRORS, 411: {"model": schemas.ErrorOut},
                      415: {"model": schemas.ErrorOut}}  # fmt: skip
 
     @app.post(UPLOAD_PATH, response_model=schemas.Suggestions, tags=["photos"],
-              dependencies=bearer, responses=upload_errors)  # fmt: skip
+              dependencies=changes, responses=upload_errors)  # fmt: skip
     async def upload(
         file: Annotated[UploadFile, File(description="one photo")], top_k: TopK = None
     ) -> schemas.Suggestions:
         """Upload a photo and get its suggested keywords (the same bytes give the same id).
 
-        413 when larger than the limit, 415 when not an image format phototag reads,
-        422 when the image cannot be decoded.
+        413 when larger than the limit (bytes or pixels), 415 when not an image format
+        phototag reads, 422 when the image cannot be decoded.
         """
         limit = service.config.max_upload_bytes
         data = await file.read(limit + 1)
@@ -253,9 +351,10 @@ def _add_api(app: FastAPI, service: _Service) -> None:
                 415, f"{name}: not a supported image; upload one of "
                 f"{', '.join(UPLOAD_FORMATS)} (received {file.content_type or 'unknown type'})",
             )  # fmt: skip
+        await service.check_pixels(io.BytesIO(data), name)
         path, created = await run_in_threadpool(service.save_upload, data, kind)
         try:
-            tags = await service.tags(name, path, top_k)
+            tags = await service.tags(name, str(path), top_k)
         except RequestRefused:
             if created:
                 path.unlink(missing_ok=True)  # keep nothing that could not be read
@@ -264,30 +363,33 @@ def _add_api(app: FastAPI, service: _Service) -> None:
         return await service.suggestions(photo, tags)
 
     @app.get("/api/photos/{photo_id}/suggestions", response_model=schemas.Suggestions,
-             tags=["photos"], dependencies=bearer, responses=ERRORS)  # fmt: skip
-    async def suggestions(photo_id: int, top_k: TopK = None) -> schemas.Suggestions:
+             tags=["photos"], dependencies=bearer, responses=IMAGE_ERRORS)  # fmt: skip
+    async def suggestions(photo_id: PhotoId, top_k: TopK = None) -> schemas.Suggestions:
         """Suggested keywords of a known photo, with the decisions made on them."""
         photo = await run_in_threadpool(service.photo, photo_id)
-        path = await run_in_threadpool(service.readable, photo.path)
-        return await service.suggestions(photo, await service.tags(photo.name, path, top_k))
+        with await run_in_threadpool(service.open_photo, photo) as opened:
+            await service.check_pixels(opened.fd_path, photo.name)
+            tags = await service.tags(photo.name, opened.fd_path, top_k)
+        return await service.suggestions(photo, tags)
 
     @app.get("/api/photos/{photo_id}/thumbnail", tags=["photos"], dependencies=bearer,
-             responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}},
+             responses={**IMAGE_ERRORS, 200: {"content": {"image/jpeg": {}}}},
              response_class=Response)  # fmt: skip
-    def photo_thumbnail(photo_id: int, size: ThumbSize = 256) -> Response:
+    async def photo_thumbnail(photo_id: PhotoId, size: ThumbSize = 256) -> Response:
         """A JPEG of the photo, upright, its longest side at most `size` pixels."""
-        return _thumbnail(service.readable(service.photo(photo_id).path), size)
+        photo = await run_in_threadpool(service.photo, photo_id)
+        return await service.thumbnail(lambda: service.open_photo(photo), photo.name, size)
 
     @app.get("/api/photos/{photo_id}/decisions", response_model=list[schemas.Decision],
              tags=["decisions"], dependencies=bearer, responses=ERRORS)  # fmt: skip
-    def decisions(photo_id: int) -> list[schemas.Decision]:
+    def decisions(photo_id: PhotoId) -> list[schemas.Decision]:
         """Every decision on the photo's keywords (the latest per keyword)."""
         service.photo(photo_id)
         return [_decision_out(d) for d in service.feedback.decisions(photo_id)]
 
     @app.post("/api/photos/{photo_id}/decisions", response_model=schemas.Decision,
-              tags=["decisions"], dependencies=bearer, responses=ERRORS)  # fmt: skip
-    def decide(photo_id: int, body: Annotated[schemas.DecisionIn, Body()]) -> schemas.Decision:
+              tags=["decisions"], dependencies=changes, responses=ERRORS)  # fmt: skip
+    def decide(photo_id: PhotoId, body: Annotated[schemas.DecisionIn, Body()]) -> schemas.Decision:
         """Accept or reject a keyword of the photo; a later decision replaces an earlier one."""
         service.photo(photo_id)
         label = " ".join(body.label.split())
@@ -301,69 +403,67 @@ def _add_api(app: FastAPI, service: _Service) -> None:
     @app.get("/api/folder", response_model=schemas.FolderListing, tags=["folder"],
              dependencies=bearer, responses=ERRORS)  # fmt: skip
     def folder(
-        path: Annotated[str, Query(max_length=4096)] = "",
-        offset: Annotated[int, Query(ge=0)] = 0,
+        path: FolderPath = "",
+        offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> schemas.FolderListing:
         """Subfolders and photos of a folder inside the served folder (hidden ones left out)."""
-        root = service.folder_root()
-        where = resolve_inside(root, path) if path else root
-        if not where.is_dir():
-            raise RequestRefused(400, f"{path!r}: not a folder")
-        return _listing(root, where, offset, limit)
+        return _listing(service, path, offset, limit)
 
     @app.get("/api/folder/thumbnail", tags=["folder"], dependencies=bearer,
-             responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}},
+             responses={**IMAGE_ERRORS, 200: {"content": {"image/jpeg": {}}}},
              response_class=Response)  # fmt: skip
-    def folder_thumbnail(
-        path: Annotated[str, Query(min_length=1, max_length=4096)], size: ThumbSize = 256
+    async def folder_thumbnail(
+        path: Annotated[FolderPath, Query(min_length=1)], size: ThumbSize = 256
     ) -> Response:
         """A JPEG of a photo in the served folder, its longest side at most `size` pixels."""
-        return _thumbnail(_folder_photo(service, path), size)
+        return await service.thumbnail(lambda: service.open_folder_photo(path), path, size)
 
     @app.post("/api/folder/photos", response_model=schemas.Suggestions, tags=["folder"],
-              dependencies=bearer, responses=ERRORS)  # fmt: skip
+              dependencies=changes, responses=IMAGE_ERRORS)  # fmt: skip
     async def folder_photo(
         body: Annotated[schemas.FolderPhotoIn, Body()], top_k: TopK = None
     ) -> schemas.Suggestions:
         """Suggested keywords of a photo in the served folder (path relative to it)."""
-        target = await run_in_threadpool(_folder_photo, service, body.path)
-        relative = target.relative_to(service.folder_root()).as_posix()
-        tags = await service.tags(relative, target, top_k)
-        photo = await run_in_threadpool(service.feedback.add_photo, target, relative, "folder")
+        with await run_in_threadpool(service.open_folder_photo, body.path) as opened:
+            relative = encode_name(opened.path)
+            try:
+                target = service.folder_root() / opened.path.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RequestRefused(
+                    422, f"{relative}: its name is not UTF-8 text, which the decisions "
+                    "database cannot keep; rename the file to get suggestions for it",
+                ) from None  # fmt: skip
+            await service.check_pixels(opened.fd_path, relative)
+            tags = await service.tags(relative, opened.fd_path, top_k)
+        photo = await run_in_threadpool(service.add_folder_photo, target, relative)
         return await service.suggestions(photo, tags)
 
 
-def _folder_photo(service: _Service, path: str) -> Path:
-    target = resolve_inside(service.folder_root(), path)
-    if not target.is_file() or target.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise RequestRefused(400, f"{path!r}: not a photo file")
-    return target
-
-
-def _listing(root: Path, where: Path, offset: int, limit: int) -> schemas.FolderListing:
+def _listing(service: _Service, path: str, offset: int, limit: int) -> schemas.FolderListing:
     folders: list[schemas.FolderEntry] = []
     photos: list[schemas.FolderEntry] = []
-    with os.scandir(where) as entries:
-        for entry in sorted(entries, key=lambda e: e.name.lower()):
-            if entry.name.startswith("."):
-                continue
-            target = Path(entry.path)
-            if entry.is_symlink():
-                target = target.resolve()
-                if not target.is_relative_to(root):
-                    continue  # never offer a way out of the folder
-            relative = Path(entry.path).relative_to(root).as_posix()
-            item = schemas.FolderEntry(name=entry.name, path=relative)
-            if target.is_dir():
-                folders.append(item)
-            elif target.is_file() and target.suffix.lower() in IMAGE_EXTENSIONS:
-                photos.append(item)
-    here = where.relative_to(root).as_posix() if where != root else ""
-    parent = None if where == root else where.parent.relative_to(root).as_posix()
+    with service.open_folder(path) as where:
+        if not where.is_dir:
+            raise RequestRefused(400, f"{shown(path)}: not a folder")
+        with os.scandir(where.fd) as entries:
+            for entry in sorted(entries, key=lambda e: e.name.lower()):
+                if entry.name.startswith("."):
+                    continue
+                raw = os.fsencode(entry.name)
+                inside = where.path + b"/" + raw if where.path else raw
+                kind = _entry_kind(service.folder_root(), entry, inside)
+                item = schemas.FolderEntry(
+                    name=raw.decode("utf-8", "replace"), path=encode_name(inside)
+                )
+                if kind == "folder":
+                    folders.append(item)
+                elif kind == "photo":
+                    photos.append(item)
+    here = where.path
     return schemas.FolderListing(
-        path=here,
-        parent="" if parent == "." else parent,
+        path=encode_name(here),
+        parent=encode_name(os.path.dirname(here)) if here else None,
         folders=folders,
         photos=photos[offset : offset + limit],
         total_photos=len(photos),
@@ -371,26 +471,54 @@ def _listing(root: Path, where: Path, offset: int, limit: int) -> schemas.Folder
     )
 
 
-def _thumbnail(path: Path, size: int) -> Response:
-    try:
-        image = load_image(path, max_side=size)
-    except ImageLoadError as error:
-        raise RequestRefused(422, str(error).replace(str(path), path.name)) from None
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=85)
-    return Response(buffer.getvalue(), media_type="image/jpeg",
-                    headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
+def _entry_kind(root: Path, entry: os.DirEntry, inside: bytes) -> str | None:
+    """The kind of one entry of a listed folder: "folder", "photo" or None (left out)."""
+    if entry.is_symlink():
+        try:  # listed only where it leads to inside the folder
+            with open_beneath(root, inside, "") as target:
+                if target.is_dir:
+                    return "folder"
+                return "photo" if is_image_name(target.path) else None
+        except RequestRefused:
+            return None
+    if entry.is_dir(follow_symlinks=False):
+        return "folder"
+    if entry.is_file(follow_symlinks=False) and is_image_name(inside):
+        return "photo"
+    return None
+
+
+def _named(message: str, path: str, name: str) -> str:
+    """`message` about the file at `path`, which it calls `name` instead."""
+    message = message.replace(path, name)
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    """One line per invalid part of a request (never quoting the input, which may be long)."""
+    kinds = {"query": "query parameter", "path": "path parameter", "body": "body field",
+             "header": "header"}  # fmt: skip
+    parts = []
+    for problem in error.errors():
+        where, *names = problem.get("loc") or ("request",)
+        field_name = ".".join(str(n) for n in names if not isinstance(n, int))
+        kind = kinds.get(str(where), str(where)) if field_name else str(where)
+        parts.append(f"{kind} {field_name}: {problem.get('msg')}".replace(" :", ":"))
+    return "; ".join(parts) or "invalid request"
 
 
 def _display_name(filename: str | None) -> str:
     """The base name of an uploaded file, without control characters, at most 200 long."""
-    name = re.sub(r"[\x00-\x1f\x7f]", "", (filename or "").replace("\\", "/").rsplit("/", 1)[-1])
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"[\x00-\x1f\x7f\ud800-\udfff]", "", base)
     return name[:200] or "upload"
 
 
 def _decision_out(decision: Decision) -> schemas.Decision:
+    score = decision.score
     return schemas.Decision(
-        label=decision.label, decision=decision.decision, score=decision.score,
+        label=decision.label, decision=decision.decision,
+        score=score if score is None or math.isfinite(score) else None,
         decided_at=decision.decided_at,
     )  # fmt: skip
 

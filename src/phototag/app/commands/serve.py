@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
-    import os
-
     parser = commands.add_parser(
         "serve", help="web page + REST API: suggested keywords to accept or reject",
         description="Serve a web page and a REST API (OpenAPI docs at /docs) that suggest "
@@ -30,11 +29,18 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="a photo folder to browse (nothing outside it is ever readable)",
     )
-    parser.add_argument(
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument(
         "--token",
-        default=os.environ.get("PHOTOTAG_TOKEN"),
-        help="secret every API call must send as 'Authorization: Bearer TOKEN' "
-        "(default: $PHOTOTAG_TOKEN); required for a non-localhost --host",
+        help="secret every API call must send as 'Authorization: Bearer TOKEN'; required "
+        "for a non-localhost --host. Visible to other users in `ps`: prefer --token-file "
+        "or $PHOTOTAG_TOKEN",
+    )
+    secret.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="read the token from FILE (default: the token is $PHOTOTAG_TOKEN, if set)",
     )
     parser.add_argument(
         "--data",
@@ -49,6 +55,13 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         default=25.0,
         help="largest accepted upload in MiB (default: 25)",
     )
+    parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=50.0,
+        help="largest image decoded at full size, in megapixels; baseline JPEGs are "
+        "decoded at reduced size and may be larger (default: 50)",
+    )
     parser.add_argument("--store", type=Path, metavar="DIR", help="feature store directory")
     parser.add_argument(
         "--runtime",
@@ -60,17 +73,35 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from phototag.app.server import ServerConfig, serve
+    import os
 
+    from phototag.app.server import ServerConfig, serve
+    from phototag.app.web.security import read_token_file
+
+    token = args.token
+    if args.token_file is not None:
+        token = read_token_file(args.token_file)
+    elif token is None:
+        token = os.environ.get("PHOTOTAG_TOKEN")
     config = ServerConfig(
         model=args.model, host=args.host, port=args.port, folder=args.folder,
-        token=args.token or None, store=args.store, runtime=args.runtime,
-        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        token=token or None, store=args.store, runtime=args.runtime,
+        max_upload_bytes=_scaled("--max-upload-mb", args.max_upload_mb, 2**20),
+        max_pixels=_scaled("--max-megapixels", args.max_megapixels, 1e6),
     )  # fmt: skip
     if args.data is not None:
         config.data_dir = args.data
     serve(config)
     return 0
+
+
+def _scaled(option: str, value: float, unit: float) -> int:
+    """`value` (in units of `unit`) as an integer count, refused unless finite and > 0."""
+    from phototag.errors import InvalidInputError
+
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInputError(option, "a number > 0", repr(value))
+    return max(1, int(value * unit))
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 Verdict = Literal["accepted", "rejected"]
 
@@ -17,6 +18,10 @@ class ServiceInfo(BaseModel):
     labels: int = Field(description="size of the model's vocabulary")
     folder: bool = Field(description="whether a folder is served (the /api/folder endpoints)")
     max_upload_bytes: int
+    max_pixels: int = Field(
+        description="most pixels of an image decoded at full size "
+        "(baseline JPEGs are decoded at reduced size and may have more)"
+    )
     upload_formats: list[str]
     token_required: bool
 
@@ -60,18 +65,33 @@ class DecisionIn(BaseModel):
 
     label: str = Field(min_length=1, max_length=200, examples=["beach"])
     decision: Verdict
-    score: float | None = Field(default=None, description="the score that was shown, if any")
+    score: float | None = Field(
+        default=None, allow_inf_nan=False, description="the score that was shown, if any"
+    )
+
+    @field_validator("label")
+    @classmethod
+    def _printable(cls, label: str) -> str:
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in label if not c.isspace()):
+            raise ValueError("a keyword cannot contain control characters or lone surrogates")
+        return label
 
 
 class FolderPhotoIn(BaseModel):
     """A photo of the served folder, as a path relative to it."""
 
-    path: str = Field(min_length=1, max_length=4096, examples=["holidays/2023/beach.jpg"])
+    path: str = Field(
+        min_length=1, max_length=4096, examples=["holidays/2023/beach.jpg"],
+        description="relative to the served folder; '%XX' is one byte of a name ('%25' is '%')",
+    )  # fmt: skip
 
 
 class FolderEntry(BaseModel):
-    name: str
-    path: str = Field(description="relative to the served folder, with '/' separators")
+    name: str = Field(description="for display: bytes that are not UTF-8 shown as U+FFFD")
+    path: str = Field(
+        description="relative to the served folder, with '/' separators and "
+        "'%XX' for '%', '\\' and bytes of a name that are not UTF-8"
+    )
 
 
 class FolderListing(BaseModel):

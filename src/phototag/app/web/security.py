@@ -4,21 +4,29 @@
   loopback name (so a web page cannot reach it through DNS rebinding); bound to any
   other address it refuses to start without a token.
 - With a token, every ``/api`` request must carry ``Authorization: Bearer TOKEN``
-  (compared in constant time).
+  (compared in constant time). A token must look random (`token_problem`).
+- No other web site may use the service through a visitor's browser: ``/api`` requests
+  and every request that changes something are refused when ``Sec-Fetch-Site``,
+  ``Origin`` or ``Referer`` say they come from another origin, and requests that change
+  something must carry an ``X-Phototag`` header, which a plain HTML form cannot send
+  and a script on another site cannot send without the service's consent (CORS).
 - Uploads must declare their size (``Content-Length``; 411 otherwise), stay under the
   limit (413) and be an image format phototag decodes, judged by content (415).
-- A folder path from a request is resolved (``..`` and symlinks followed) and refused
-  unless the result lies inside the configured folder.
+- Paths from requests are opened inside their folder without leaving it
+  (`phototag.app.web.files`).
 """
 
 from __future__ import annotations
 
+import collections
 import hmac
 import ipaddress
 import json
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from phototag.errors import InvalidInputError
 
@@ -29,6 +37,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MIN_TOKEN_LENGTH = 16
+#: Least estimated randomness of a token, in bits (16 random hex digits carry 64).
+MIN_TOKEN_BITS = 32
+MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+#: The header every state-changing request must carry (any value, e.g. 1).
+CSRF_HEADER = "X-Phototag"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 #: Formats accepted for upload: name -> file extension the upload is stored with.
 UPLOAD_FORMATS: dict[str, str] = {
@@ -61,8 +75,8 @@ def is_loopback(host: str) -> bool:
 def check_token_setting(host: str, token: str | None) -> None:
     """Refuse a configuration that would expose the service without a (strong) token."""
     fix = (
-        "Pass --token (or set PHOTOTAG_TOKEN) to a long random secret, e.g. the output "
-        "of: python -c 'import secrets; print(secrets.token_urlsafe())'"
+        "Pass a long random secret with --token-file FILE or the PHOTOTAG_TOKEN "
+        f"environment variable (--token shows in `ps`); make one with: {MAKE_TOKEN}"
     )
     if token is None:
         if not is_loopback(host):
@@ -71,11 +85,66 @@ def check_token_setting(host: str, token: str | None) -> None:
                 "none", fix,
             )  # fmt: skip
         return
-    if len(token) < MIN_TOKEN_LENGTH or not token.isprintable() or " " in token:
+    problem = token_problem(token)
+    if problem is not None:
         raise InvalidInputError(
-            "--token", f"at least {MIN_TOKEN_LENGTH} printable characters without spaces",
-            f"{len(token)} characters", fix,
+            "--token", f"a random secret of at least {MIN_TOKEN_LENGTH} characters",
+            f"a token that {problem}", fix,
         )  # fmt: skip
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` is too easy to guess (never quoting it), or None.
+
+    Refused: fewer than 16 characters, spaces or control characters, one short pattern
+    repeated, a long run of equal or consecutive characters (``aaaa``, ``1234``), and an
+    estimated randomness (length x Shannon entropy of its characters) under 32 bits.
+    Random tokens of 16 or more characters (hex digits or more) always pass.
+    """
+    size = len(token)
+    if size < MIN_TOKEN_LENGTH:
+        return f"has only {size} characters"
+    if not token.isprintable() or any(c.isspace() for c in token):
+        return "contains spaces or control characters"
+    if any(token == (token[:p] * (size // p + 1))[:size] for p in range(1, size // 2 + 1)):
+        return "repeats one short pattern"
+    if _longest_run(token) >= max(7, size / 3):
+        return "is mostly a run of equal or consecutive characters"
+    counts = collections.Counter(token).values()
+    bits = -sum(n * math.log2(n / size) for n in counts)
+    if bits < MIN_TOKEN_BITS:
+        return f"is too regular (about {bits:.0f} bits of randomness, {MIN_TOKEN_BITS} needed)"
+    return None
+
+
+def _longest_run(text: str) -> int:
+    """Length of the longest stretch whose characters step by one fixed -1, 0 or +1."""
+    longest = run = 1
+    step = None
+    for a, b in zip(text, text[1:], strict=False):
+        delta = ord(b) - ord(a)
+        if delta not in (-1, 0, 1):
+            run, step = 1, None
+        elif delta == step:
+            run += 1
+        else:
+            run, step = 2, delta
+        longest = max(longest, run)
+    return longest
+
+
+def read_token_file(path: Path) -> str:
+    """The token kept in a file (surrounding whitespace and the final newline dropped)."""
+    try:
+        token = path.expanduser().read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise InvalidInputError(
+            "--token-file", "a readable text file holding the token", f"{path} ({reason})"
+        ) from None
+    if not token:
+        raise InvalidInputError("--token-file", "a file holding the token", f"{path} (empty)")
+    return token
 
 
 def token_matches(header: str | None, token: str) -> bool:
@@ -107,29 +176,8 @@ def upload_format(head: bytes) -> str | None:
     return None
 
 
-def resolve_inside(root: Path, relative: str) -> Path:
-    """``root / relative`` resolved, if it exists and lies inside `root`.
-
-    `root` must already be resolved. Raises `RequestRefused`: 400 for an absolute or
-    malformed path, 403 for a path leading outside `root` (``..``, symlinks), 404 for
-    one that does not exist.
-    """
-    text = relative.replace("\\", "/")
-    if "\x00" in text or PurePosixPath(text).is_absolute() or (len(text) > 1 and text[1] == ":"):
-        raise RequestRefused(400, f"{relative!r}: expected a path relative to the folder")
-    try:
-        path = (root / text).resolve(strict=True)
-    except FileNotFoundError:
-        raise RequestRefused(404, f"{relative!r}: no such file or folder") from None
-    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
-        raise RequestRefused(404, f"{relative!r}: cannot be opened ({error})") from None
-    if path != root and not path.is_relative_to(root):
-        raise RequestRefused(403, f"{relative!r}: outside the served folder")
-    return path
-
-
 class ApiGuard:
-    """ASGI middleware applying the host, token and upload-size rules to every request."""
+    """ASGI middleware applying the host, origin, token and upload-size rules."""
 
     def __init__(
         self,
@@ -160,16 +208,49 @@ class ApiGuard:
         if self.loopback_only and not is_loopback(_hostname(headers.get("host", ""))):
             raise RequestRefused(400, "this service only answers requests for localhost")
         path: str = scope["path"]
-        if not path.startswith("/api/"):
+        changes = scope["method"] not in SAFE_METHODS
+        if not path.startswith("/api/") and not changes:
             return
+        check_same_origin(headers)
         if self.token is not None and not token_matches(headers.get("authorization"), self.token):
             raise RequestRefused(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
+        if changes and not headers.get(CSRF_HEADER.lower(), "").strip():
+            raise RequestRefused(
+                403, f"requests that change something must carry the header '{CSRF_HEADER}: 1' "
+                "(a form on another web site cannot send it)",
+            )  # fmt: skip
         if scope["method"] == "POST" and path in self.upload_paths:
             length = headers.get("content-length")
             if length is None or not length.isdigit():
                 raise RequestRefused(411, "uploads must declare their size (Content-Length)")
             if int(length) > self.max_body_bytes:
                 raise RequestRefused(413, too_large_message(int(length), self.max_body_bytes))
+
+
+def check_same_origin(headers: dict[str, str]) -> None:
+    """Refuse (403) a request a browser says comes from another origin than the service."""
+    site = headers.get("sec-fetch-site", "").strip().lower()
+    if site not in ("", "same-origin", "none"):
+        raise RequestRefused(403, f"requests from other web sites are refused ({site})")
+    origin = headers.get("origin")
+    if origin is None and headers.get("referer"):
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(headers["referer"]))
+    if origin is not None and _netloc(origin) != headers.get("host", "").strip().lower():
+        raise RequestRefused(403, "requests from other web sites are refused (Origin)")
+
+
+def _netloc(origin: str) -> str | None:
+    """``host[:port]`` of an origin, the scheme's default port left out (None if opaque)."""
+    try:
+        parts = urlsplit(origin.strip().lower())
+        default = {"http": 80, "https": 443}.get(parts.scheme)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None  # "null": a sandboxed or privacy-sensitive context
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return host if port is None or port == default else f"{host}:{port}"
 
 
 def too_large_message(size: int, limit: int) -> str:

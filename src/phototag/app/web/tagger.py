@@ -47,9 +47,7 @@ class Tagger:
         self.store_root = store_root
         self.max_batch = max_batch
         self._every_label = TopK(len(model.vocabulary_))
-        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="phototag-tagger", daemon=True)
         self._thread.start()
 
@@ -105,8 +103,14 @@ class Tagger:
             results = {
                 r.path: r
                 for r in annotate_files(
-                    paths, self.model, self._every_label, store_root=self.store_root,
-                    batch_size=len(paths), workers=0, progress=False, encoders=self.encoders,
+                    paths,
+                    self.model,
+                    self._every_label,
+                    store_root=self.store_root,
+                    batch_size=len(paths),
+                    workers=0,
+                    progress=False,
+                    encoders=self.encoders,
                 )  # fmt: skip
             }
         except Exception as error:  # noqa: BLE001 - handed to every waiting request

@@ -20,6 +20,7 @@ class ApiError extends Error {
 
 async function api(path, options = {}) {
   const headers = new Headers(options.headers || {});
+  headers.set("X-Phototag", "1");  // the service refuses changes without it (no cross-site forms)
   if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) askForToken();
