@@ -99,7 +99,7 @@ def token_problem(token: str) -> str | None:
     Refused: fewer than 16 characters, spaces or control characters, one short pattern
     repeated, a long run of equal or consecutive characters (``aaaa``, ``1234``), and an
     estimated randomness (length x Shannon entropy of its characters) under 32 bits.
-    Random tokens of 16 or more characters (hex digits or more) always pass.
+    Tokens from `secrets` (``token_hex(8)`` and longer) pass.
     """
     size = len(token)
     if size < MIN_TOKEN_LENGTH:
