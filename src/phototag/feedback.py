@@ -35,8 +35,7 @@ import scipy.sparse as sp
 
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.errors import InvalidInputError, PhototagError
-from phototag.features.store import sqlite_storage_error
-from phototag.fileio import DamagedFileError
+from phototag.fileio import DamagedFileError, is_damaged_database, storage_error
 
 DATABASE_FILE = "feedback.sqlite"
 ACCEPTED: Literal["accepted"] = "accepted"
@@ -122,14 +121,14 @@ class FeedbackStore:
         except PhototagError:
             raise
         except (OSError, sqlite3.Error) as error:
-            if getattr(error, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            if is_damaged_database(error):
                 raise DamagedFileError(
                     self.path, f"not a readable decisions database ({error})",
                     "It holds the decisions made in `phototag serve`: restore it from a "
                     "backup, or move it aside to start a new one",
                 ) from None  # fmt: skip
             if isinstance(error, OSError | sqlite3.OperationalError):
-                raise sqlite_storage_error(self.path.parent, error) from None
+                raise storage_error(self.path.parent, error) from None
             raise
 
     @contextlib.contextmanager

@@ -27,6 +27,7 @@ __all__ = [
     "StorageError",
     "atomic_write",
     "fsync_directory",
+    "is_damaged_database",
     "storage_error",
 ]
 
@@ -58,20 +59,41 @@ class DamagedFileError(PhototagError, ValueError):
         super().__init__(f"{os.fsdecode(path)}: {problem}. {fix}")
 
 
+def is_damaged_database(error: BaseException) -> bool:
+    """Whether `error` says an SQLite file is not a database or is corrupt."""
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in (
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+    )
+
+
 def storage_error(path: str | os.PathLike[str], error: BaseException) -> StorageError:
-    """`error` (an `OSError` or `sqlite3.Error` while writing under `path`) in words."""
+    """`error` (an `OSError` or `sqlite3.Error` while writing under the folder `path`) in
+    words. SQLite does not pass the errno on: a full disk can surface as ``SQLITE_FULL``
+    or, when growing its ``-shm`` file, as a "disk I/O error" (``SQLITE_IOERR_*``), which
+    counts as a full disk when the folder has under 1 MiB free."""
     code = getattr(error, "errno", None)
     if isinstance(error, sqlite3.Error):
-        text = str(error).lower()
-        if "full" in text:
+        primary = getattr(error, "sqlite_errorcode", 0) & 0xFF
+        if primary == sqlite3.SQLITE_FULL or (
+            primary == sqlite3.SQLITE_IOERR and _free_bytes(path) < 1 << 20
+        ):
             code = errno.ENOSPC
-        elif "readonly" in text or "read-only" in text:
+        elif primary == sqlite3.SQLITE_READONLY:
             code = errno.EROFS
     problem = _FIXES.get(code) if code is not None else None
     if problem is None:
         detail = getattr(error, "strerror", None) or str(error)
         problem = f"cannot write here ({detail})"
     return StorageError(path, problem)
+
+
+def _free_bytes(path: str | os.PathLike[str]) -> int:
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return 1 << 62
+    return info.f_bavail * info.f_frsize
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:

@@ -20,8 +20,6 @@ shorter than its index says) is a `DamagedFileError` that says to delete the fol
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -35,7 +33,7 @@ import numpy as np
 
 from phototag.cache import cache_dir
 from phototag.errors import InvalidInputError, PhototagError
-from phototag.fileio import DamagedFileError, StorageError, atomic_write, storage_error
+from phototag.fileio import DamagedFileError, atomic_write, storage_error
 
 _DTYPES = ("float16", "float32")
 _SCHEMA = "CREATE TABLE IF NOT EXISTS rows (digest TEXT PRIMARY KEY, row INTEGER NOT NULL)"
@@ -43,18 +41,6 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS rows (digest TEXT PRIMARY KEY, row INTEGER
 
 def _safe_name(encoder_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder_id)
-
-
-def sqlite_storage_error(folder: Path, error: OSError | sqlite3.Error) -> StorageError:
-    """`storage_error` that also recognises a full disk behind SQLite's "disk I/O error"
-    (SQLite does not pass the errno on: growing its ``-shm`` file on a full disk fails
-    with ``SQLITE_IOERR_SHMSIZE``)."""
-    if getattr(error, "sqlite_errorname", "").startswith("SQLITE_IOERR"):
-        with contextlib.suppress(OSError):
-            stat = os.statvfs(folder)
-            if stat.f_bavail * stat.f_frsize < 1 << 20:
-                error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    return storage_error(folder, error)
 
 
 def default_store_root() -> Path:
@@ -108,7 +94,7 @@ class FeatureStore:
         except PhototagError:
             raise
         except (OSError, sqlite3.OperationalError) as error:  # full, read-only, locked
-            raise sqlite_storage_error(self.directory, error) from None
+            raise storage_error(self.directory, error) from None
         except sqlite3.DatabaseError as error:  # "file is not a database", "malformed"
             raise self._damaged("index.sqlite", f"not a readable SQLite index ({error})") from None
 
