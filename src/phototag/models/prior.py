@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from phototag.data import AnnotationSet
+from phototag.errors import check_float
 from phototag.models.base import Annotator
 from phototag.models.registry import register_annotator
 
@@ -17,7 +18,7 @@ class LabelPrior(Annotator):
     """Score of label ``j`` = (items with ``j`` + `smoothing`) / (items + 2 `smoothing`)."""
 
     def __init__(self, smoothing: float = 1.0) -> None:
-        self.smoothing = smoothing
+        self.smoothing = check_float("smoothing", smoothing, 0.0, strict=False)
 
     def _fit(self, train: AnnotationSet, valid: AnnotationSet | None) -> None:
         counts = train.label_frequencies().astype(np.float64)
