@@ -394,6 +394,10 @@ def test_no_reply_reveals_server_paths(tiny_model, tmp_path):  # noqa: F811
         expected = [422, 422, 422, 404, private, 422, 422, 404, 404, 405]
         assert [r.status_code for r in replies] == expected
         assert replies[0].json()["detail"].startswith("broken.jpg: ")
+        folder.rename(tmp_path / "moved")  # the served folder itself goes away
+        gone = client.get("/api/folder")
+        replies.append(gone)
+        assert gone.status_code == 404 and "no longer there" in gone.json()["detail"]
         database = Path(client.app.state.service.feedback.path)
         for extra in (
             database.with_name(database.name + "-wal"),

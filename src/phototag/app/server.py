@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import math
 import os
 import re
@@ -18,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import anyio
 from fastapi import Body, FastAPI, File, Query, Request, Security, UploadFile
@@ -62,8 +61,6 @@ from phototag.feedback import (
 from phototag.fileio import atomic_write
 from phototag.imaging import ImageLoadError, load_image
 
-_log = logging.getLogger(__name__)
-T = TypeVar("T")
 STATIC = Path(__file__).resolve().parent / "web" / "static"
 UPLOAD_PATH = "/api/photos"
 #: Room for the multipart framing around the photo in an upload request.
@@ -121,8 +118,8 @@ class _Service:
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.feedback = FeedbackStore(self.data_dir / DATABASE_FILE)
         self.folder = None if config.folder is None else Path(config.folder).expanduser().resolve()
-        # At most one image per core is decoded at once: the tagger's worker, the rest
-        # thumbnails (a request waiting for its turn holds no thread).
+        # One image per core is decoded at once: the tagger's worker, and thumbnails on
+        # the other cores, at least one (a request waiting for its turn holds no thread).
         self.thumbnail_slots = anyio.CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
 
     # ------------------------------------------------------------- photos

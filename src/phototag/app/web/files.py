@@ -119,7 +119,10 @@ def open_beneath(root: Path, relative: bytes, name: str) -> Opened:
     for something neither a regular file nor a folder.
     """
     outside = RequestRefused(403, f"{name}: outside the served folder")
-    stack = [(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), b"")]
+    try:
+        stack = [(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), b"")]
+    except OSError:
+        raise RequestRefused(404, "the served folder is no longer there") from None
     pending = _parts(relative)[::-1]
     links = 0
     try:
