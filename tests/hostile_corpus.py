@@ -14,12 +14,24 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
+
+# Root reads and writes whatever the permission bits say; with these capabilities dropped
+# it is held to them like any user, so read-only and unreadable files mean what they say.
+WITHOUT_ROOT_OVERRIDE = [
+    "setpriv",
+    "--bounding-set",
+    "-dac_override,-dac_read_search,-fowner",
+    "--inh-caps",
+    "-dac_override,-dac_read_search,-fowner",
+]
 
 XMP_TEMPLATE = (
     "<?xpacket begin='' id='W5M0MpCehiHzreSzNTczkc9d'?>"
@@ -268,6 +280,16 @@ def make_corpus(folder: Path, photo: Path) -> list[Entry]:
     os.symlink("..", folder / "nested" / "loop")
     entries.append(Entry("nested/loop", "a symlink loop", photo=False))
     return entries
+
+
+def as_a_user() -> list[str]:
+    """The command prefix that holds a child process to permission bits: none for a
+    normal user, `WITHOUT_ROOT_OVERRIDE` for root (the test skips without setpriv)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root needs setpriv (util-linux) to drop the permission override")
+    return WITHOUT_ROOT_OVERRIDE
 
 
 def snapshot(folder: Path) -> dict[str, tuple[str, int]]:

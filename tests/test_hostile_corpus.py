@@ -13,29 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile_corpus import Entry, make_corpus, snapshot
+from hostile_corpus import Entry, as_a_user, make_corpus, snapshot
 from PIL import Image
 
 from phototag.fileio import TEMPORARY_SUFFIX
 
 PHOTOTAG = str(Path(sys.executable).with_name("phototag"))
-# Root reads and writes whatever the permission bits say; these capabilities dropped, it
-# is held to them like any user, so read-only and unreadable files mean what they say.
-AS_A_USER = [
-    "setpriv",
-    "--bounding-set",
-    "-dac_override,-dac_read_search,-fowner",
-    "--inh-caps",
-    "-dac_override,-dac_read_search,-fowner",
-]
-
-
-def as_a_user() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        pytest.skip("running as root needs setpriv to drop the permission override")
-    return AS_A_USER
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[bytes]:

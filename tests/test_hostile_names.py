@@ -13,7 +13,6 @@ on a desktop with a UTF-8 locale, so a name that cannot be printed would fail he
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -24,18 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_corpus import as_a_user, snapshot
 
 PHOTOTAG = str(Path(sys.executable).with_name("phototag"))
 BAD = b"bad_\xff.jpg"
-# Root reads whatever the permission bits say; with these capabilities dropped it is held
-# to them like any user, so an unreadable file is unreadable.
-AS_A_USER = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
-             "--inh-caps", "-dac_override,-dac_read_search"]  # fmt: skip
 
 
 def phototag(*args: str | bytes | Path, as_user: bool = False) -> subprocess.CompletedProcess:
     """Run the console script; its stdout and stderr must be valid UTF-8, no traceback."""
-    prefix = AS_A_USER if as_user and os.geteuid() == 0 else []
+    prefix = as_a_user() if as_user else []
     env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
     command = [*prefix, PHOTOTAG, *(os.fsencode(a) for a in args)]
     result = subprocess.run(command, capture_output=True, env=env, timeout=600, check=False)
@@ -43,16 +39,6 @@ def phototag(*args: str | bytes | Path, as_user: bool = False) -> subprocess.Com
     assert "Traceback" not in err, err
     result.stdout.decode("utf-8")  # printable text, whatever the names
     return result
-
-
-def digests(folder: Path) -> dict[bytes, str]:
-    """sha256 of every file under `folder`, keyed by its path in bytes."""
-    found = {}
-    for directory, _, names in os.walk(os.fsencode(folder)):
-        for name in names:
-            with open(os.path.join(directory, name), "rb") as file:
-                found[os.path.join(directory, name)] = hashlib.sha256(file.read()).hexdigest()
-    return found
 
 
 @pytest.fixture
@@ -98,7 +84,7 @@ def features(*inputs: str | bytes | Path, tmp_path: Path, **kw: bool):
 
 def test_annotate_prints_journals_and_resumes_past_a_non_utf8_name(library, model, tmp_path):
     folder, photos = library
-    before = digests(folder)
+    before = snapshot(folder)
     report = tmp_path / "report.html"
     first = annotate(folder, model, tmp_path, "--format", "json", "--report", report)
     assert first.returncode == 0, first.stderr.decode()
@@ -123,14 +109,14 @@ def test_annotate_prints_journals_and_resumes_past_a_non_utf8_name(library, mode
     assert list(dict.fromkeys(row[0] for row in rows[1:])) == shown
     table = annotate(folder, model, tmp_path)
     assert [line.split(": ")[0] for line in table.stdout.decode().splitlines()] == shown
-    assert digests(folder) == before
+    assert snapshot(folder) == before
 
 
 def test_a_failed_name_is_printed_escaped_in_every_message(library, model, tmp_path):
     folder, photos = library
     with open(photos[1], "wb") as file:  # the non-UTF-8 name now holds a broken photo
         file.write(b"\xff\xd8 not really a jpeg")
-    before = digests(folder)
+    before = snapshot(folder)
     for _ in range(2):  # the second run replays the failure from the journal
         result = annotate(folder, model, tmp_path, "--format", "json")
         err = result.stderr.decode()
@@ -139,12 +125,12 @@ def test_a_failed_name_is_printed_escaped_in_every_message(library, model, tmp_p
         assert f"skipped 1: the image data is damaged ({folder}/bad_\\xff.jpg)" in err
         assert len(result.stdout.decode().splitlines()) == 4  # the others, after it too
     assert "5 photos, 4 tagged, 1 skipped, 5 resumed from journal" in err
-    assert digests(folder) == before
+    assert snapshot(folder) == before
 
 
 def test_features_stores_and_resumes_past_a_non_utf8_name(library, tmp_path):
     folder, photos = library
-    before = digests(folder)
+    before = snapshot(folder)
     first = features(folder, tmp_path=tmp_path)
     assert first.returncode == 0, first.stderr.decode()
     assert "features: 5 photos, 5 stored, 0 skipped, 0 resumed" in first.stderr.decode()
@@ -154,19 +140,19 @@ def test_features_stores_and_resumes_past_a_non_utf8_name(library, tmp_path):
     named = features(photos[1], tmp_path=tmp_path)  # the name itself in the run key
     assert named.returncode == 0, named.stderr.decode()
     assert "features: 1 photos, 1 stored, 0 skipped, 0 resumed" in named.stderr.decode()
-    assert digests(folder) == before
+    assert snapshot(folder) == before
 
 
 @pytest.mark.parametrize("labels", ["?labels=none", ""])
 def test_features_of_a_folder_dataset_with_a_non_utf8_name(library, tmp_path, labels):
     """Without a label file the folder reader reads each photo's keywords (libexiv2)."""
     folder, _ = library
-    before = digests(folder)
+    before = snapshot(folder)
     for resumed in (0, 5):
         result = features("--dataset", f"folder:{folder}{labels}", tmp_path=tmp_path)
         assert result.returncode == 0, result.stderr.decode()
         assert f"5 photos, 5 stored, 0 skipped, {resumed} resumed" in result.stderr.decode()
-    assert digests(folder) == before
+    assert snapshot(folder) == before
 
 
 def test_annotate_and_features_share_the_exit_status_rule(library, model, tmp_path):
@@ -177,7 +163,7 @@ def test_annotate_and_features_share_the_exit_status_rule(library, model, tmp_pa
     folder, photos = library
     with open(photos[2], "wb") as file:  # after the non-UTF-8 name: a broken photo
         file.write(b"\xff\xd8" + bytes(range(256)) * 4)
-    before = digests(folder)
+    before = snapshot(folder)
     os.chmod(photos[3], 0)  # and one its owner may not read
     expected = [
         f"skipped: {folder}/c_after.jpg: the image data is damaged",
@@ -197,7 +183,7 @@ def test_annotate_and_features_share_the_exit_status_rule(library, model, tmp_pa
         assert all(line in err for line in expected), err
         assert f"features: 5 photos, 3 stored, 2 skipped, {5 * run} resumed" in err
     os.chmod(photos[3], 0o644)
-    assert digests(folder) == before
+    assert snapshot(folder) == before
     os.unlink(photos[2])
     done = features(folder, "--restart", tmp_path=tmp_path, as_user=True)
     assert done.returncode == 0, done.stderr.decode()  # every file processed

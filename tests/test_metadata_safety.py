@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hostile_corpus import WITHOUT_ROOT_OVERRIDE
 
 from phototag.metadata import (
     KeywordWriter,
@@ -30,8 +31,6 @@ from phototag.metadata import (
 
 PHOTOTAG = str(Path(sys.executable).with_name("phototag"))
 PROVENANCE = Provenance("prior:test", "2026-01-02T03:04:05+00:00")
-DROP_CAPS = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner",
-             "--inh-caps", "-dac_override,-dac_read_search,-fowner"]  # fmt: skip
 XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
 
 
@@ -133,7 +132,7 @@ def folder(tmp_path: Path) -> Path:
 
 def run(*args: str, caps: bool = True) -> subprocess.CompletedProcess[str]:
     """The `phototag` command, in a new process (optionally without root's overrides)."""
-    command = [PHOTOTAG, *args] if caps else [*DROP_CAPS, PHOTOTAG, *args]
+    command = [PHOTOTAG, *args] if caps else [*WITHOUT_ROOT_OVERRIDE, PHOTOTAG, *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
                           encoding="utf-8", errors="backslashreplace")  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr
@@ -386,8 +385,8 @@ def test_a_photo_that_would_change_owner_is_left(folder, real_photo):
     script = ("import sys; from phototag.metadata import *\n"
               "try: write_keywords(sys.argv[1], [('sky', 0.9)], Provenance('m'), embed=True)\n"
               "except MetadataError as error: print(error)")  # fmt: skip
-    drop = [DROP_CAPS[0], "--bounding-set", DROP_CAPS[2] + ",-chown", "--inh-caps",
-            DROP_CAPS[4] + ",-chown"]  # fmt: skip
+    setpriv, bounding, caps, inherited, _ = WITHOUT_ROOT_OVERRIDE
+    drop = [setpriv, bounding, caps + ",-chown", inherited, caps + ",-chown"]
     done = subprocess.run([*drop, sys.executable, "-c", script, str(photo)], text=True,
                           capture_output=True, timeout=120)  # fmt: skip
     assert done.stdout == (

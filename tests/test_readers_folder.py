@@ -49,7 +49,7 @@ def test_images_only(photos):
     # no label file: labels come from the photos' keywords; these empty files have none
     assert {k: v.tolist() for k, v in data.splits.items()} == {"unlabeled": [0, 1, 2, 3, 4]}
     assert data.notes == ["keywords of 5 of 5 images could not be read, e.g. beach/a.jpg "
-                          "(cannot read its metadata (Failed to read input data)): no labels"]
+                          "(cannot read its metadata: the file is empty): no labels"]
     none = read_folder(photos, labels="none")
     assert none.splits == {} and none.notes == [] and none.n_items == 5
 

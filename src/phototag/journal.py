@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from phototag.cache import cache_dir
 from phototag.errors import InvalidInputError, PhototagError
-from phototag.fileio import DamagedFileError, storage_error
+from phototag.fileio import DamagedFileError, is_damaged_database, storage_error
 from phototag.report import json_text
 
 __all__ = ["Journal", "JournalEntry", "JournalInUseError", "default_journal_path"]
@@ -52,7 +52,6 @@ _COLUMNS = {
     "meta": ("key", "value"),
     "files": ("path", "size", "mtime_ns", "companions", "result", "error"),
 }
-_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
 def canonical_json(value: Any) -> str:
@@ -134,7 +133,7 @@ class Journal:
     def _failure(self, error: sqlite3.Error) -> PhototagError:
         """`error` in words: a damaged journal (`DamagedFileError`), else a storage problem
         (`StorageError` naming the folder: full disk, read-only, cannot create)."""
-        if (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _DAMAGED:
+        if is_damaged_database(error):
             return DamagedFileError(
                 self.path,
                 f"cannot be read as a phototag journal ({error})",

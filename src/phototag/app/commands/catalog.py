@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from phototag.app.options import EPILOG, print_rows
+from phototag.report import printable
 
 
 def _add_datasets(commands: argparse._SubParsersAction) -> None:
@@ -54,7 +55,7 @@ def _run_datasets(args: argparse.Namespace) -> int:
     rows += [(f"features[{k}]", f"{d}-d") for k, d in summary["features"].items()]
     print_rows(rows)
     for note in summary["notes"]:
-        print(f"note: {note}")
+        print(f"note: {printable(note)}")
     return 0
 
 
