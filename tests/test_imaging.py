@@ -18,18 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, JpegImagePlugin, features
+from PIL import Image, ImageFile, JpegImagePlugin, features
 
 from phototag import imaging
 from phototag.errors import InvalidInputError, PhototagError
 from phototag.imaging import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
+    ImageHeader,
     ImageLoadError,
     file_digest,
     iter_image_files,
     load_image,
     load_rgb,
+    read_header,
 )
 
 # A 3x2 grid of clearly different colours: asymmetric under every flip and rotation.
@@ -858,3 +860,23 @@ def test_file_digest_errors(tmp_path):
     with pytest.raises(ImageLoadError) as caught:
         file_digest(tmp_path)
     assert caught.value.reason == "not_a_file"
+
+
+def test_read_header_gives_format_and_size_without_decoding(tmp_path, jpeg_bytes, monkeypatch):
+    progressive = save(tmp_path / "progressive.jpg", gradient(120, 90), "JPEG", progressive=True)
+    bomb = save(tmp_path / "bomb.png", Image.new("1", (14_000, 14_000)), "PNG")
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image))
+    baseline = tmp_path / "baseline.jpg"
+    baseline.write_bytes(jpeg_bytes)
+    assert read_header(baseline) == ImageHeader("JPEG", 120, 90, progressive=False)
+    assert read_header(baseline).decodes_at_reduced_size
+    assert not read_header(progressive).decodes_at_reduced_size
+    assert read_header("upload.png", encoded("PNG")) == ImageHeader("PNG", 120, 90)
+    assert decoded == []  # no pixel was decoded
+    with pytest.raises(ImageLoadError) as caught:
+        read_header(bomb)
+    assert caught.value.reason == "too_large"
+    with pytest.raises(ImageLoadError) as caught:
+        read_header("upload.jpg", b"not an image")
+    assert caught.value.reason == "not_an_image" and "upload.jpg" in str(caught.value)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import logging
 import numbers
 import os
@@ -26,6 +27,7 @@ import struct
 import threading
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar, Final
 
@@ -37,11 +39,13 @@ from phototag.errors import InvalidInputError, PhototagError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "ImageHeader",
     "ImageLoadError",
     "file_digest",
     "iter_image_files",
     "load_image",
     "load_rgb",
+    "read_header",
 ]
 
 _log = logging.getLogger(__name__)
@@ -203,6 +207,57 @@ def load_image(
             if rgb.size != target:
                 rgb = rgb.resize(target, _RESAMPLE, reducing_gap=_REDUCING_GAP)
     return rgb
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding a pixel.
+
+    ``format`` is Pillow's name for it (``"JPEG"``, ``"PNG"``, ``"HEIF"``, ...);
+    ``progressive`` is True for a progressive (multi-scan) JPEG.
+    """
+
+    format: str
+    width: int
+    height: int
+    progressive: bool = False
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def decodes_at_reduced_size(self) -> bool:
+        """Whether :func:`load_image` with a smaller target size decodes it at 1/2 to 1/8
+        scale (baseline JPEG: libjpeg scales while decoding; everything else, progressive
+        JPEGs included, is decoded at full size first)."""
+        return self.format == "JPEG" and not self.progressive
+
+
+def read_header(path: str | os.PathLike[str], data: bytes | None = None) -> ImageHeader:
+    """The format and size of the image at `path` (or, given `data`, of these bytes,
+    which `path` then only names in errors), from its header alone.
+
+    Raises :class:`ImageLoadError` as :func:`load_image` would for a file it cannot
+    identify; a file over Pillow's own pixel limit is ``too_large``.
+    """
+    if data is None:
+        opened = _open_regular_file(path)
+    else:
+        opened = contextlib.nullcontext((io.BytesIO(data), len(data)))
+    with opened as (f, size):
+        if size == 0:
+            raise ImageLoadError(path, "empty")
+        head = _read_head(f, path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            with _open_with_pillow(f, path, head, size) as image:
+                return ImageHeader(
+                    image.format or "unknown",
+                    *image.size,
+                    progressive=bool(image.info.get("progressive")),
+                )
 
 
 def load_rgb(

@@ -181,9 +181,9 @@ class _Service:
             raise RequestRefused(404, "no folder is served (start with --folder DIR)")
         return self.folder
 
-    async def check_pixels(self, source: str | io.BytesIO, name: str) -> None:
+    async def check_pixels(self, path: str, name: str, data: bytes | None = None) -> None:
         """413 for an image with more pixels than the service decodes (`check_pixels`)."""
-        await run_in_threadpool(check_pixels, source, name, self.config.max_pixels)
+        await run_in_threadpool(check_pixels, path, name, self.config.max_pixels, data)
 
     async def tags(self, name: str, path: str, top_k: int | None) -> list[tuple[str, float]]:
         """Suggested ``(label, score)`` pairs of the photo at `path` (422 if unreadable).
@@ -348,7 +348,7 @@ def _add_api(app: FastAPI, service: _Service) -> None:
                 415, f"{name}: not a supported image; upload one of "
                 f"{', '.join(UPLOAD_FORMATS)} (received {file.content_type or 'unknown type'})",
             )  # fmt: skip
-        await service.check_pixels(io.BytesIO(data), name)
+        await service.check_pixels(name, name, data)
         path, created = await run_in_threadpool(service.save_upload, data, kind)
         try:
             tags = await service.tags(name, str(path), top_k)

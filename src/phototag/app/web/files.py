@@ -8,28 +8,23 @@
   to the folder opened before it and with ``O_NOFOLLOW``: a symlink is read and its
   target walked the same way, refused if it leads out. Checking and opening are one
   step, so a folder swapped for a symlink while a request runs cannot lead outside.
-  Decoders then read the open file through ``/dev/fd/N``, never by its name.
+  Decoders then read the open file through ``/dev/fd/N`` (Linux, macOS), never by its
+  name.
 - `check_pixels` refuses an image that would be decoded at full size with more pixels
   than the service allows (baseline JPEGs are decoded at reduced size).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import functools
 import os
 import re
 import stat
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
-
-from PIL import Image
 
 from phototag.app.web.security import RequestRefused
-from phototag.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
+from phototag.imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageLoadError, read_header
 
 #: Symlinks followed in one path before it is refused as a loop (Linux's own limit).
 MAX_SYMLINKS = 40
@@ -195,49 +190,38 @@ def _below(root: Path, target: bytes) -> bytes | None:
 
 
 # ---------------------------------------------------------------------------- pixels
-def check_pixels(source: str | IO[bytes], name: str, max_pixels: int) -> None:
+def check_pixels(path: str, name: str, max_pixels: int, data: bytes | None = None) -> None:
     """Refuse (413) an image too large to decode; unreadable ones are left to the decoder.
 
-    Baseline JPEGs are decoded at reduced size (libjpeg scales while decoding), so they
-    may have up to `phototag.imaging.DEFAULT_MAX_PIXELS`; every other image, progressive
-    JPEGs included, is decoded at full size first and may have at most `max_pixels`.
+    `path` is the file (or, with `data`, names these bytes). Baseline JPEGs are decoded
+    at reduced size (libjpeg scales while decoding), so they may have up to
+    `phototag.imaging.DEFAULT_MAX_PIXELS`; every other image, progressive JPEGs
+    included, is decoded at full size first and may have at most `max_pixels`.
     """
-    _register_heif()
+    most = _megapixels(DEFAULT_MAX_PIXELS)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(source) as image:  # reads the header only
-                kind, (width, height) = image.format or "image", image.size
-                reduced = kind == "JPEG" and not image.info.get("progressive")
-    except Image.DecompressionBombError:
-        width = height = DEFAULT_MAX_PIXELS + 1
-        kind, reduced = "image", True
-    except Exception:  # noqa: BLE001 - not an image Pillow knows: load_image says why
-        return
-    pixels = width * height
-    if reduced and pixels > DEFAULT_MAX_PIXELS:
-        most = _megapixels(DEFAULT_MAX_PIXELS)
+        header = read_header(path, data)
+    except ImageLoadError as error:
+        if error.reason == "too_large":
+            raise RequestRefused(
+                413, f"{name}: more pixels than phototag decodes ({most}); make it smaller"
+            ) from None
+        return  # load_image says what is wrong with it
+    pixels = header.pixels
+    if header.decodes_at_reduced_size and pixels > DEFAULT_MAX_PIXELS:
         raise RequestRefused(
             413, f"{name}: {_megapixels(pixels)} is more than phototag decodes ({most}); "
             "make it smaller",
         )  # fmt: skip
-    if not reduced and pixels > max_pixels:
+    if not header.decodes_at_reduced_size and pixels > max_pixels:
         raise RequestRefused(
-            413, f"{name}: a {kind} of {width}x{height} ({_megapixels(pixels)}) is decoded at "
-            f"full size, and this service decodes at most {_megapixels(max_pixels)} at full "
-            "size (baseline JPEGs are decoded at reduced size and may be larger); make it "
-            "smaller, or start the service with a larger --max-megapixels",
+            413, f"{name}: a {header.format} of {header.width}x{header.height} "
+            f"({_megapixels(pixels)}) is decoded at full size, and this service decodes at "
+            f"most {_megapixels(max_pixels)} at full size (baseline JPEGs are decoded at "
+            "reduced size and may be larger); make it smaller, or start the service with a "
+            "larger --max-megapixels",
         )  # fmt: skip
 
 
 def _megapixels(pixels: int) -> str:
     return f"{pixels / 1e6:.1f} megapixels"
-
-
-@functools.cache
-def _register_heif() -> None:
-    """Let Pillow read HEIC headers too (pillow-heif is optional, as for load_image)."""
-    with contextlib.suppress(ImportError):
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
