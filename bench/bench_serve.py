@@ -78,7 +78,7 @@ def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Po
 
 
 def auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKEN}"}
+    return {"Authorization": f"Bearer {TOKEN}", "X-Phototag": "1"}
 
 
 async def upload(client: httpx.AsyncClient, url: str, path: Path) -> tuple[float, int, str]:
