@@ -1,5 +1,6 @@
 """Decisions database and `phototag train --feedback`: accepted tags become labels."""
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -49,6 +50,21 @@ def test_store_keeps_the_latest_decision_per_photo_and_label(tmp_path, photos):
     with pytest.raises(sqlite3.IntegrityError):  # a decision needs a known photo
         store.decide(999, "cup", "accepted", None, "m")
     assert store.photos_with_decisions() == {first.path: {"cup": "rejected", "sky": "accepted"}}
+
+
+def test_a_name_that_is_not_utf8_is_kept_exactly(tmp_path, photos):
+    folder, _ = photos
+    bad = os.fsdecode(os.path.join(os.fsencode(folder), b"bad_\xff.jpg"))
+    Path(bad).write_bytes((EXAMPLES / "coffee.jpg").read_bytes())
+    store = FeedbackStore(tmp_path / "feedback.sqlite")
+    photo = store.add_photo(bad, "bad_%FF.jpg", "folder")
+    assert store.add_photo(bad, "bad_%FF.jpg", "folder") == photo == store.photo(photo.id)
+    assert os.fsencode(photo.path) == os.fsencode(Path(bad).resolve())
+    store.decide(photo.id, "cup", "accepted", 0.9, "m")
+    assert store.photos_with_decisions() == {photo.path: {"cup": "accepted"}}
+    train = from_label_sets("t", [bad], [["sky"]], image_paths=[bad])
+    merged, report = merge_feedback(train, tmp_path / "feedback.sqlite")
+    assert report.photos_matched == 1 and "cup" in merged.vocabulary
 
 
 def test_merge_adds_accepted_removes_rejected_and_appends_new_photos(tmp_path, photos):

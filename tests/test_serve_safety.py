@@ -347,8 +347,13 @@ def test_names_that_are_not_utf8_are_listed_and_served(hostile):
     for path in ("bad_%FF.jpg", "100%25 fun.jpg", "back%5Cslash.jpg", "new\nline.jpg"):
         thumbnail = client.get("/api/folder/thumbnail", params={"path": path, "size": 32})
         assert thumbnail.status_code == 200 and thumbnail.content[:2] == b"\xff\xd8", path
-    refused = client.post("/api/folder/photos", json={"path": "bad_%FF.jpg"})
-    assert refused.status_code == 422 and "rename the file" in refused.json()["detail"]
+    bad = client.post("/api/folder/photos", json={"path": "bad_%FF.jpg"})
+    assert bad.status_code == 200 and bad.json()["photo"]["name"] == "bad_%FF.jpg"
+    photo_id = bad.json()["photo"]["id"]
+    decided = client.post(f"/api/photos/{photo_id}/decisions",
+                          json={"label": "sky", "decision": "accepted"})  # fmt: skip
+    assert decided.status_code == 200, decided.text
+    assert client.get(f"/api/photos/{photo_id}/thumbnail").status_code == 200
     fine = client.post("/api/folder/photos", json={"path": "100%25 fun.jpg"})
     assert fine.status_code == 200 and fine.json()["photo"]["name"] == "100%25 fun.jpg"
     assert client.get("/api/folder/thumbnail", params={"path": "100% fun.jpg"}).status_code == 400

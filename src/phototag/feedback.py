@@ -45,7 +45,7 @@ Verdict = Literal["accepted", "rejected"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
     id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL UNIQUE,      -- absolute, resolved path of the photo file
+    path TEXT NOT NULL UNIQUE,      -- absolute, resolved path (a BLOB if not UTF-8)
     name TEXT NOT NULL,             -- what the user sees: upload file name or folder path
     source TEXT NOT NULL CHECK (source IN ('upload', 'folder')),
     added_at REAL NOT NULL
@@ -145,7 +145,7 @@ class FeedbackStore:
 
     def add_photo(self, path: str | Path, name: str, source: str) -> Photo:
         """The photo at `path`, registered on first sight (same path, same id)."""
-        resolved = str(Path(path).resolve())
+        resolved = _stored_path(str(Path(path).resolve()))
         with self._connect() as db:
             db.execute(
                 "INSERT INTO photos (path, name, source, added_at) VALUES (?, ?, ?, ?) "
@@ -155,7 +155,7 @@ class FeedbackStore:
             row = db.execute(
                 "SELECT id, path, name, source FROM photos WHERE path = ?", (resolved,)
             ).fetchone()
-        return Photo(*row)
+        return _photo(row)
 
     def photo(self, photo_id: int) -> Photo | None:
         """The registered photo `photo_id`, or None."""
@@ -163,7 +163,7 @@ class FeedbackStore:
             row = db.execute(
                 "SELECT id, path, name, source FROM photos WHERE id = ?", (photo_id,)
             ).fetchone()
-        return Photo(*row) if row else None
+        return _photo(row) if row else None
 
     def decide(
         self, photo_id: int, label: str, decision: Verdict, score: float | None, model: str
@@ -205,8 +205,27 @@ class FeedbackStore:
             ).fetchall()
         result: dict[str, dict[str, Verdict]] = {}
         for path, label, decision in rows:
-            result.setdefault(path, {})[label] = decision
+            result.setdefault(_loaded_path(path), {})[label] = decision
         return result
+
+
+def _stored_path(path: str) -> str | bytes:
+    """A path as the database keeps it: text, or its exact bytes (a BLOB) for a name that
+    is not valid UTF-8 (`os.fsdecode` gives those as lone surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _loaded_path(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _photo(row: tuple) -> Photo:
+    photo_id, path, name, source = row
+    return Photo(photo_id, _loaded_path(path), name, source)
 
 
 @dataclass

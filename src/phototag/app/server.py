@@ -424,13 +424,7 @@ def _add_api(app: FastAPI, service: _Service) -> None:
         """Suggested keywords of a photo in the served folder (path relative to it)."""
         with await run_in_threadpool(service.open_folder_photo, body.path) as opened:
             relative = encode_name(opened.path)
-            try:
-                target = service.folder_root() / opened.path.decode("utf-8")
-            except UnicodeDecodeError:
-                raise RequestRefused(
-                    422, f"{relative}: its name is not UTF-8 text, which the decisions "
-                    "database cannot keep; rename the file to get suggestions for it",
-                ) from None  # fmt: skip
+            target = service.folder_root() / os.fsdecode(opened.path)
             await service.check_pixels(opened.fd_path, relative)
             tags = await service.tags(relative, opened.fd_path, top_k)
         photo = await run_in_threadpool(service.add_folder_photo, target, relative)
