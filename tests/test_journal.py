@@ -212,19 +212,8 @@ def test_non_utf8_names_are_kept_exactly(tmp_path):
     db.close()
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 1 MiB tmpfs, unmounted afterwards (mounting needs root)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs to fill it needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", disk], check=True)
-    yield disk
-    subprocess.run(["umount", disk], check=True)
-
-
-def test_journal_filling_the_disk_mid_run_is_one_clear_error(small_disk, prior_model, tmp_path):
+def test_journal_filling_the_disk_mid_run_is_one_clear_error(tmpfs, prior_model, tmp_path):
+    small_disk = tmpfs("1m")
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(40):

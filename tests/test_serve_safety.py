@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from full_disk import fill
 from PIL import Image
-from test_serve import EXAMPLES, LOCAL, PAGE_HEADERS, serve_config, tiny_model  # noqa: F401
+from test_serve import EXAMPLES, LOCAL, PAGE_HEADERS, serve_config, tiny_model, upload  # noqa: F401
 
 import phototag.app.server as server_module
 from phototag.app.cli import main
@@ -620,3 +621,21 @@ def test_token_stays_out_of_the_command_line(tiny_model, tmp_path, source):  # n
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_full_data_folder_is_a_clear_507_without_paths(tiny_model, tmpfs, tmp_path):  # noqa: F811
+    disk = tmpfs("1m")
+    app = create_app(serve_config(tiny_model, tmp_path, data_dir=disk / "state"))
+    with TestClient(app, base_url=LOCAL, headers=PAGE_HEADERS,
+                    raise_server_exceptions=False) as client:  # fmt: skip
+        photo = upload(client, "coffee.jpg").json()["photo"]["id"]
+        fill(disk)
+        replies = [
+            upload(client, "chelsea.jpg"),
+            client.post(f"/api/photos/{photo}/decisions",
+                        json={"label": "cup", "decision": "accepted"}),
+        ]  # fmt: skip
+    for reply in replies:
+        assert reply.status_code == 507, reply.text
+        assert "data folder is full" in reply.json()["detail"]
+        assert str(disk) not in reply.text and str(tmp_path) not in reply.text

@@ -7,20 +7,19 @@ The full-disk tests mount a real 1 MiB tmpfs (root only) and fill it as ``dd`` w
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
 import pickle
 import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from full_disk import fill
 from safetensors.numpy import load_file, save_file
 
 from phototag.data import from_label_sets
@@ -55,46 +54,6 @@ def assert_clean_failure(result: subprocess.CompletedProcess[str], *fragments: s
     assert result.stderr.startswith("phototag: error: "), result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """Mounts a real tmpfs of the given size (``"1m"``) under `tmp_path`; unmounted after."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs to fill it up needs root")
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        point = tmp_path / f"disk{len(mounted)}"
-        point.mkdir()
-        result = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", str(point)], check=True)
-
-
-def fill(disk: Path, leave: int = 0) -> Path:
-    """Write zeros to ``disk/fill`` until only `leave` bytes are free (0: until ENOSPC)."""
-    path = disk / "fill"
-    with path.open("wb", buffering=0) as handle:
-        if leave:
-            stat = os.statvfs(disk)
-            handle.write(bytes(max(0, stat.f_bavail * stat.f_frsize - leave)))
-            return path
-        with pytest.raises(OSError) as error:
-            while True:
-                handle.write(bytes(1 << 16))
-        assert error.value.errno == errno.ENOSPC
-    return path
 
 
 # ---------------------------------------------------------- feature store, full disk

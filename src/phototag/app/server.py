@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 import os
 import re
@@ -58,9 +59,10 @@ from phototag.feedback import (
     Photo,
     default_data_dir,
 )
-from phototag.fileio import atomic_write
+from phototag.fileio import DamagedFileError, StorageError, atomic_write
 from phototag.imaging import ImageLoadError, load_image
 
+_log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "web" / "static"
 UPLOAD_PATH = "/api/photos"
 #: Room for the multipart framing around the photo in an upload request.
@@ -263,6 +265,19 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _validation_message(error)}, status_code=422)
+
+    @app.exception_handler(StorageError)
+    async def storage(request: Request, error: StorageError) -> JSONResponse:
+        # the message names a server folder: the log has it, the client gets the gist
+        _log.error("%s", error)
+        detail = "the service cannot store this (its data folder is full or not writable)"
+        return JSONResponse({"detail": detail}, status_code=507)
+
+    @app.exception_handler(DamagedFileError)
+    async def damaged(request: Request, error: DamagedFileError) -> JSONResponse:
+        _log.error("%s", error)
+        detail = "the service's decisions database is damaged; its log says what to do"
+        return JSONResponse({"detail": detail}, status_code=500)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:
