@@ -41,7 +41,7 @@ from typing import IO, Any
 from phototag.cache import cache_dir
 from phototag.errors import InvalidInputError, PhototagError
 from phototag.fileio import DamagedFileError, is_damaged_database, storage_error
-from phototag.report import json_text
+from phototag.filenames import json_text
 
 __all__ = ["Journal", "JournalEntry", "JournalInUseError", "default_journal_path"]
 

@@ -1,10 +1,4 @@
-"""How a batch run shows its results: file names in any text, and one HTML page.
-
-A file name on Linux is bytes and need not be valid UTF-8; Python hands such a name over
-as a ``str`` whose undecodable bytes are surrogate escapes (`os.fsdecode`), which no
-UTF-8 text can hold. `printable` shows each such byte as ``\\xNN`` (for terminals, CSV
-and HTML); `json_text` writes it as a ``\\udcNN`` escape, which Python's `json.loads`
-and `os.fsencode` turn back into the exact bytes (docs/batches.md, "File names").
+"""A batch run as one self-contained HTML page: thumbnails, keywords, scores, failures.
 
 The HTML page embeds every thumbnail as a small base64 JPEG (made with `phototag.imaging`),
 has its style inline and no script at all (its Content-Security-Policy forbids
@@ -20,20 +14,17 @@ import base64
 import datetime as _dt
 import html
 import io
-import json
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from phototag.fileio import atomic_write
+from phototag.filenames import printable
 from phototag.imaging import load_image
 
-__all__ = ["HtmlReport", "json_text", "printable", "thumbnail_data_uri"]
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
+__all__ = ["HtmlReport", "thumbnail_data_uri"]
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -60,27 +51,6 @@ def thumbnail_data_uri(path: str | os.PathLike[str], size: int = 160, quality: i
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def printable(text: str) -> str:
-    """`text` with every byte of a file name that is not UTF-8 as ``\\xNN``, as UTF-8
-    text can show it: ``"bad_\\udcff.jpg"`` (from ``b"bad_\\xff.jpg"``) becomes
-    ``"bad_\\\\xff.jpg"``; valid text is returned unchanged."""
-    if not _SURROGATE.search(text):
-        return text
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that is no escaped byte (not from a name)
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def json_text(value: object, **options: Any) -> str:
-    """``json.dumps(value, ensure_ascii=False, **options)`` that any file name survives:
-    a surrogate escape becomes the JSON escape ``\\udcNN`` (plain ASCII), which
-    `json.loads` reads back as the same ``str`` (and `os.fsencode` as the name's bytes)."""
-    text = json.dumps(value, ensure_ascii=False, **options)
-    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def _escape(text: object) -> str:

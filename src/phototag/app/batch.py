@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from phototag import __version__
 from phototag.annotation import FileAnnotation
+from phototag.filenames import printable
 from phototag.imaging import ImageLoadError, iter_image_files
 from phototag.journal import Journal, default_journal_path
-from phototag.report import printable
 
 #: Options that change how results are shown or how fast they come, not what they are.
 PRESENTATION_OPTIONS = frozenset(

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from phototag.metadata.fields import MetadataError, printable
+from phototag.filenames import printable
+from phototag.metadata.fields import MetadataError
 from phototag.metadata.writing import (
     KeywordChange,
     Provenance,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from phototag.errors import PhototagError
+from phototag.filenames import printable
 
 NAMESPACE = "http://phototag.dev/ns/1.0/"
 PREFIX = "phototag"
@@ -33,16 +34,6 @@ AUTOMATIC_FIELDS = ("label", "score", "model", "date")
 
 # separator between hierarchy levels, per hierarchical field
 SEPARATORS = {HIERARCHICAL: "|", DIGIKAM: "/"}
-
-
-def printable(text: str) -> str:
-    """`text` safe to print on any UTF-8 stream: the bytes of a file name that is not
-    valid UTF-8 (which Python holds as surrogate escapes) shown as ``\\xff``."""
-    try:
-        data = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return data.decode("utf-8", "backslashreplace")
 
 
 class MetadataError(PhototagError, OSError):

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from phototag.fileio import TEMPORARY_SUFFIX, StorageError, atomic_write, fsync_directory
+from phototag.filenames import printable
 from phototag.metadata import _exiv2
-from phototag.metadata.fields import AutoKeyword, KeywordFields, MetadataError, printable
+from phototag.metadata.fields import AutoKeyword, KeywordFields, MetadataError
 from phototag.metadata.reading import read_holders, sidecar_for_writing, sidecar_paths
 
 # the temporary files of `atomic_write` (".tmpXXXXXXXX.phototag-tmp") and of phototag

@@ -80,9 +80,9 @@ def _run_annotate(args: argparse.Namespace) -> int:
         resume_annotations,
     )
     from phototag.decoding import Threshold, TopK
+    from phototag.filenames import json_text, printable
     from phototag.models.open_vocabulary import read_word_list
     from phototag.pretrained import load_model
-    from phototag.report import json_text, printable
 
     model = load_model(args.model)
     if args.vocabulary is not None:

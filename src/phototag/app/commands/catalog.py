@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from phototag.app.options import EPILOG, print_rows
-from phototag.report import printable
+from phototag.filenames import printable
 
 
 def _add_datasets(commands: argparse._SubParsersAction) -> None:
