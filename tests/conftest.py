@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,21 @@ def prior_model(tmp_path: Path) -> str:
 
     train = from_label_sets("t", list("abcd"), [["sky", "sea"], ["sky"], ["sky", "cat"], ["sea"]])
     return str(create_annotator("prior").fit(train).save(tmp_path / "model"))
+
+
+@pytest.fixture(scope="session")
+def lite0_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A JEC model over EfficientNet-Lite0 features (random training vectors)."""
+    from phototag.data import from_label_sets
+    from phototag.models import create_annotator
+
+    rng = np.random.default_rng(1)
+    words = ["sky", "sea", "cat", "cup", "man", "tree"]
+    labels = [list(rng.choice(words, size=2, replace=False)) for _ in range(30)]
+    train = from_label_sets("t", [f"t{i}" for i in range(30)], labels)
+    train.features["efficientnet_lite0"] = rng.random((30, 1280), dtype=np.float32)
+    model = create_annotator("jec", features="efficientnet_lite0", k=3).fit(train)
+    return str(model.save(tmp_path_factory.mktemp("model") / "jec"))
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hostile_corpus import as_a_user, snapshot
 
@@ -56,21 +55,6 @@ def library(shared_data: Path, tmp_path: Path) -> tuple[Path, list[bytes]]:
     return root, [os.path.join(base, name) for name in names]
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A JEC model over EfficientNet-Lite0 features (random training vectors)."""
-    from phototag.data import from_label_sets
-    from phototag.models import create_annotator
-
-    rng = np.random.default_rng(1)
-    words = ["sky", "sea", "cat", "cup", "man", "tree"]
-    labels = [list(rng.choice(words, size=2, replace=False)) for _ in range(30)]
-    train = from_label_sets("t", [f"t{i}" for i in range(30)], labels)
-    train.features["efficientnet_lite0"] = rng.random((30, 1280), dtype=np.float32)
-    model = create_annotator("jec", features="efficientnet_lite0", k=3).fit(train)
-    return str(model.save(tmp_path_factory.mktemp("model") / "jec"))
-
-
 def annotate(folder: Path, model: str, tmp_path: Path, *extra: str | Path, **kw: bool):
     return phototag("annotate", folder, "--model", model, "--runtime", "torch", "--workers",
                     "0", "--store", tmp_path / "store", "--journal", tmp_path / "a.sqlite",
@@ -82,11 +66,11 @@ def features(*inputs: str | bytes | Path, tmp_path: Path, **kw: bool):
                     "torch", "--workers", "0", "--store", tmp_path / "fstore", **kw)  # fmt: skip
 
 
-def test_annotate_prints_journals_and_resumes_past_a_non_utf8_name(library, model, tmp_path):
+def test_annotate_prints_journals_and_resumes_past_a_non_utf8_name(library, lite0_model, tmp_path):
     folder, photos = library
     before = snapshot(folder)
     report = tmp_path / "report.html"
-    first = annotate(folder, model, tmp_path, "--format", "json", "--report", report)
+    first = annotate(folder, lite0_model, tmp_path, "--format", "json", "--report", report)
     assert first.returncode == 0, first.stderr.decode()
     assert "5 photos, 5 tagged, 0 skipped, 0 resumed" in first.stderr.decode()
     lines = [json.loads(line) for line in first.stdout.decode().splitlines()]
@@ -97,28 +81,28 @@ def test_annotate_prints_journals_and_resumes_past_a_non_utf8_name(library, mode
     assert page.count("bad_\\xff.jpg") == 2 and page.count("d_\\xfe\\xfe/e.jpg") == 2  # name, alt
     assert page.count('<img src="data:image/jpeg;base64,') == 5
 
-    again = annotate(folder, model, tmp_path, "--format", "json")  # replayed from the journal
+    again = annotate(folder, lite0_model, tmp_path, "--format", "json")  # replayed from the journal
     assert again.returncode == 0 and again.stdout == first.stdout
     assert "5 photos, 5 tagged, 0 skipped, 5 resumed from journal" in again.stderr.decode()
 
-    as_csv = annotate(folder, model, tmp_path, "--format", "csv")
+    as_csv = annotate(folder, lite0_model, tmp_path, "--format", "csv")
     rows = list(csv.reader(io.StringIO(as_csv.stdout.decode())))
     assert rows[0] == ["path", "label", "score"]
     shown = [f"{folder}/{name}" for name in ("a_good.jpg", "bad_\\xff.jpg", "c_after.jpg",
                                              "d_\\xfe\\xfe/e.jpg", "f_after.jpg")]  # fmt: skip
     assert list(dict.fromkeys(row[0] for row in rows[1:])) == shown
-    table = annotate(folder, model, tmp_path)
+    table = annotate(folder, lite0_model, tmp_path)
     assert [line.split(": ")[0] for line in table.stdout.decode().splitlines()] == shown
     assert snapshot(folder) == before
 
 
-def test_a_failed_name_is_printed_escaped_in_every_message(library, model, tmp_path):
+def test_a_failed_name_is_printed_escaped_in_every_message(library, lite0_model, tmp_path):
     folder, photos = library
     with open(photos[1], "wb") as file:  # the non-UTF-8 name now holds a broken photo
         file.write(b"\xff\xd8 not really a jpeg")
     before = snapshot(folder)
     for _ in range(2):  # the second run replays the failure from the journal
-        result = annotate(folder, model, tmp_path, "--format", "json")
+        result = annotate(folder, lite0_model, tmp_path, "--format", "json")
         err = result.stderr.decode()
         assert result.returncode == 1
         assert f"skipped: {folder}/bad_\\xff.jpg: the image data is damaged" in err
@@ -155,7 +139,7 @@ def test_features_of_a_folder_dataset_with_a_non_utf8_name(library, tmp_path, la
     assert snapshot(folder) == before
 
 
-def test_annotate_and_features_share_the_exit_status_rule(library, model, tmp_path):
+def test_annotate_and_features_share_the_exit_status_rule(library, lite0_model, tmp_path):
     """0 when every file was processed, 1 when any was skipped: after the whole batch, on
     a fresh run and on a resumed one alike."""
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
@@ -170,7 +154,7 @@ def test_annotate_and_features_share_the_exit_status_rule(library, model, tmp_pa
         f"skipped: {folder}/d_\\xfe\\xfe/e.jpg: permission denied",
     ]
     for run in range(2):
-        result = annotate(folder, model, tmp_path, "--format", "json", as_user=True)
+        result = annotate(folder, lite0_model, tmp_path, "--format", "json", as_user=True)
         err = result.stderr.decode()
         assert result.returncode == 1, err
         assert all(line in err for line in expected), err

@@ -322,21 +322,6 @@ def library(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def lite0_model(tmp_path_factory):
-    """A JEC model over EfficientNet-Lite0 features (random training vectors)."""
-    from phototag.data import from_label_sets
-    from phototag.models import create_annotator
-
-    rng = np.random.default_rng(1)
-    words = ["sky", "sea", "cat", "cup", "man", "tree"]
-    labels = [list(rng.choice(words, size=2, replace=False)) for _ in range(30)]
-    train = from_label_sets("t", [f"t{i}" for i in range(30)], labels)
-    train.features["efficientnet_lite0"] = rng.random((30, 1280), dtype=np.float32)
-    model = create_annotator("jec", features="efficientnet_lite0", k=3).fit(train)
-    return str(model.save(tmp_path_factory.mktemp("model") / "jec"))
-
-
 def annotate_argv(library, model, store, *extra):
     return ["annotate", str(library), "--model", model, "--format", "json", "--top-k", "3",
             "--runtime", "torch", "--workers", "0", "--batch-size", "2", "--chunk-size", "2",

@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.errors import InvalidInputError, PhototagError
 from phototag.fileio import DamagedFileError, is_damaged_database, storage_error
+from phototag.filenames import from_database, to_database
 
 DATABASE_FILE = "feedback.sqlite"
 ACCEPTED: Literal["accepted"] = "accepted"
@@ -145,7 +146,7 @@ class FeedbackStore:
 
     def add_photo(self, path: str | Path, name: str, source: str) -> Photo:
         """The photo at `path`, registered on first sight (same path, same id)."""
-        resolved = _stored_path(str(Path(path).resolve()))
+        resolved = to_database(str(Path(path).resolve()))
         with self._connect() as db:
             db.execute(
                 "INSERT INTO photos (path, name, source, added_at) VALUES (?, ?, ?, ?) "
@@ -205,27 +206,13 @@ class FeedbackStore:
             ).fetchall()
         result: dict[str, dict[str, Verdict]] = {}
         for path, label, decision in rows:
-            result.setdefault(_loaded_path(path), {})[label] = decision
+            result.setdefault(from_database(path), {})[label] = decision
         return result
-
-
-def _stored_path(path: str) -> str | bytes:
-    """A path as the database keeps it: text, or its exact bytes (a BLOB) for a name that
-    is not valid UTF-8 (`os.fsdecode` gives those as lone surrogates)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(path)
-    return path
-
-
-def _loaded_path(value: str | bytes) -> str:
-    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def _photo(row: tuple) -> Photo:
     photo_id, path, name, source = row
-    return Photo(photo_id, _loaded_path(path), name, source)
+    return Photo(photo_id, from_database(path), name, source)
 
 
 @dataclass

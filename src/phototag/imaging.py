@@ -183,24 +183,16 @@ def load_image(
     max_side = _positive_int_or_none("max_side", max_side)
     max_pixels = _positive_int_or_none("max_pixels", max_pixels)
     with _open_regular_file(path) as (f, size):
-        if size == 0:
-            raise ImageLoadError(path, "empty")
-        head = _read_head(f, path)
-        with warnings.catch_warnings():
-            # We enforce our own limit below; Pillow's warning (at half its error
-            # level) and its "corrupt EXIF" UserWarnings are noise for our callers.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            image = _open_with_pillow(f, path, head, size)
-            with image:
-                _check_pixel_count(path, image.size, max_pixels)
-                target = _target_size(image.size, min_side, max_side)
-                if target is not None and target[0] < image.size[0]:
-                    image.draft("RGB", target)  # JPEG only; others ignore it
-                stored_size = image.size
-                _decode(image, f, path, head, size)
-                _apply_exif_orientation(image)
-                rgb = _to_rgb(image, path)
+        head = _read_head(f, path, size)
+        with _quiet_pillow(), _open_with_pillow(f, path, head, size) as image:
+            _check_pixel_count(path, image.size, max_pixels)
+            target = _target_size(image.size, min_side, max_side)
+            if target is not None and target[0] < image.size[0]:
+                image.draft("RGB", target)  # JPEG only; others ignore it
+            stored_size = image.size
+            _decode(image, f, path, head, size)
+            _apply_exif_orientation(image)
+            rgb = _to_rgb(image, path)
         if target is not None and resample:
             if rgb.size != stored_size and rgb.size == stored_size[::-1]:
                 target = (target[1], target[0])  # orientation 5-8 swapped the axes
@@ -246,18 +238,13 @@ def read_header(path: str | os.PathLike[str], data: bytes | None = None) -> Imag
     else:
         opened = contextlib.nullcontext((io.BytesIO(data), len(data)))
     with opened as (f, size):
-        if size == 0:
-            raise ImageLoadError(path, "empty")
-        head = _read_head(f, path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            with _open_with_pillow(f, path, head, size) as image:
-                return ImageHeader(
-                    image.format or "unknown",
-                    *image.size,
-                    progressive=bool(image.info.get("progressive")),
-                )
+        head = _read_head(f, path, size)
+        with _quiet_pillow(), _open_with_pillow(f, path, head, size) as image:
+            return ImageHeader(
+                image.format or "unknown",
+                *image.size,
+                progressive=bool(image.info.get("progressive")),
+            )
 
 
 def load_rgb(
@@ -356,7 +343,10 @@ def _error_from_os(path: str | os.PathLike[str], error: OSError) -> ImageLoadErr
     return ImageLoadError(path, "unreadable", error.strerror or str(error))
 
 
-def _read_head(f: IO[bytes], path: str | os.PathLike[str]) -> bytes:
+def _read_head(f: IO[bytes], path: str | os.PathLike[str], size: int) -> bytes:
+    """The first bytes of a file, which name its format; `ImageLoadError` if it is empty."""
+    if size == 0:
+        raise ImageLoadError(path, "empty")
     try:
         head = f.read(32)
         f.seek(0)
@@ -366,6 +356,17 @@ def _read_head(f: IO[bytes], path: str | os.PathLike[str]) -> bytes:
 
 
 # --------------------------------------------------------------------------- decoding
+
+
+@contextlib.contextmanager
+def _quiet_pillow() -> Iterator[None]:
+    """Pillow's decompression-bomb warning (at half its error level; phototag applies its
+    own limit) and its "corrupt EXIF" UserWarnings silenced: noise for our callers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+        yield
+
 
 _heif_lock = threading.Lock()
 _heif_state: dict[str, bool] = {}  # "registered": whether pillow-heif's opener is in

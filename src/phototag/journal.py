@@ -41,7 +41,7 @@ from typing import IO, Any
 from phototag.cache import cache_dir
 from phototag.errors import InvalidInputError, PhototagError
 from phototag.fileio import DamagedFileError, is_damaged_database, storage_error
-from phototag.filenames import json_text
+from phototag.filenames import from_database, json_text, to_database
 
 __all__ = ["Journal", "JournalEntry", "JournalInUseError", "default_journal_path"]
 
@@ -217,7 +217,7 @@ class Journal:
         """
         with self._database() as db:
             rows = {
-                _loaded(path): ((size, mtime, companions), result, error)
+                from_database(path): ((size, mtime, companions), result, error)
                 for path, size, mtime, companions, result, error in db.execute(
                     "SELECT path, size, mtime_ns, companions, result, error FROM files"
                 )
@@ -230,7 +230,7 @@ class Journal:
             if row is None or stamp[0] < 0 or row[0] != stamp:
                 continue
             result = json.loads(row[1]) if row[1] is not None else None
-            error = _loaded(row[2]) if row[2] is not None else None
+            error = from_database(row[2]) if row[2] is not None else None
             done[path] = JournalEntry(path, result, error)
         return done
 
@@ -257,10 +257,10 @@ class Journal:
         key = os.path.abspath(os.fspath(path))
         result_json = None if result is None else canonical_json(result)
         row = (
-            _stored(key),
+            to_database(key),
             *self._stamp(key),
             result_json,
-            None if error is None else _stored(error),
+            None if error is None else to_database(error),
         )
         with self._database() as db:
             db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", row)
@@ -297,18 +297,3 @@ def _size_and_mtime(path: str) -> tuple[int, int]:
     except OSError:
         return (-1, -1)
     return (info.st_size, info.st_mtime_ns)
-
-
-def _stored(text: str) -> str | bytes:
-    """`text` as the journal keeps it: TEXT when it is valid UTF-8, else its exact bytes
-    (a BLOB), so that a file name that is not UTF-8 is kept losslessly."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(text)
-    return text
-
-
-def _loaded(value: str | bytes) -> str:
-    """A `_stored` value back as the ``str`` Python names the file by (`os.fsdecode`)."""
-    return os.fsdecode(value) if isinstance(value, bytes) else value
