@@ -3,8 +3,9 @@
 Worker processes hash and decode files (JPEGs at reduced size through
 `phototag.imaging`) and crop/resize them to the encoder's input, while the main process
 runs batched forward passes under ``torch.inference_mode()`` and appends each finished
-batch to a `FeatureStore`. A killed run loses at most the batch in flight; started again
-it recomputes nothing already stored.
+batch to a `FeatureStore` (and, when asked, its spatial maps to feature-map stores,
+from the same decoded pixels). A killed run loses at most the batch in flight; started
+again it recomputes nothing already stored.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from phototag.features.descriptors import Descriptor, available_descriptors, cre
 from phototag.features.encoders import ImageEncoder, Preprocess, create_encoder
 from phototag.features.encoders.base import POOLED
 from phototag.features.encoders.preprocess import resize_to_input
-from phototag.features.store import FeatureStore
+from phototag.features.maps import FeatureMapStore, view_pixels
+from phototag.features.store import FeatureStore, RowStore
 from phototag.imaging import ImageLoadError, file_digest, load_image, load_rgb
 
 #: What computes a feature type: an image encoder (pooled features) or a classic descriptor.
@@ -128,6 +130,15 @@ class ExtractionReport:
     @property
     def images_per_second(self) -> float:
         return self.n_computed / self.seconds if self.seconds > 0 else 0.0
+
+    def __iadd__(self, other: ExtractionReport) -> ExtractionReport:
+        """Add the counts, failures and time of another run (of other files)."""
+        self.n_files += other.n_files
+        self.n_computed += other.n_computed
+        self.n_reused += other.n_reused
+        self.failures.extend(other.failures)
+        self.seconds += other.seconds
+        return self
 
     def summary(self) -> str:
         return (
@@ -247,6 +258,7 @@ def extract_features(
     source: FeatureSource,
     store: FeatureStore,
     *,
+    maps: Sequence[FeatureMapStore] = (),
     batch_size: int = 32,
     workers: int | None = None,
     progress: bool = True,
@@ -255,9 +267,17 @@ def extract_features(
     an encoder's pooled features (batched forward passes) or a descriptor's vectors
     (computed in the decoding processes, one per core by default).
 
+    `maps`: stores of the encoder's spatial maps (`phototag.features.maps`) to fill in
+    the same pass; a file counts as stored once `store` and each of them hold it.
+
     Returns each path's content digest (``None`` for files that failed, with the reason
     in the report) and the report; fetch the vectors with ``store.get(digests)``.
     """
+    for target in maps:
+        if target.encoder_id != source_id(source):
+            raise InvalidInputError(
+                "maps", f"feature-map stores of {source_id(source)}", target.encoder_id
+            )
     report = ExtractionReport(n_files=len(paths))
     names = [str(p) for p in paths]
     if workers is None:
@@ -281,6 +301,8 @@ def extract_features(
                 report.failures.append((path, error))
         known = [d for d in digests if d is not None]
         stored = store.rows_of(known) >= 0
+        for target in maps:
+            stored &= target.rows_of(known) >= 0
         done = {d for d, s in zip(known, stored, strict=True) if s}
         todo: list[tuple[str, str]] = []
         seen: set[str] = set()
@@ -292,12 +314,15 @@ def extract_features(
         report.n_reused = sum(1 for d in digests if d is not None and d in done)
         start = time.perf_counter()
         bar = tqdm(total=len(todo), desc="features", unit="img", disable=not progress)
-        batches, vectors = _pipeline(source, [path for path, _ in todo], batch_size, pool)
+        paths_todo = [path for path, _ in todo]
+        batches, compute = _pipeline(source, paths_todo, batch_size, pool, store, maps)
         with closing(batches):
             for indices, batch, failures in batches:
                 report.failures.extend(failures)
                 if batch:
-                    store.add([todo[i][1] for i in indices], vectors(batch))
+                    batch_digests = [todo[i][1] for i in indices]
+                    for target, rows in compute(batch):
+                        target.add(batch_digests, rows)
                     report.n_computed += len(batch)
                 bar.update(len(batch) + len(failures))
         bar.close()
@@ -372,14 +397,36 @@ def _batched(
         window.close()
 
 
-def _pipeline(source: FeatureSource, paths: list[str], batch_size: int, pool: _Pool):  # type: ignore[no-untyped-def]
-    """`source`'s batches of per-file results and the function turning one into vectors:
-    a descriptor computes its vectors in the pool, an encoder its inputs (then the
-    forward pass runs here)."""
+def _pipeline(  # type: ignore[no-untyped-def]
+    source: FeatureSource,
+    paths: list[str],
+    batch_size: int,
+    pool: _Pool,
+    store: FeatureStore,
+    maps: Sequence[FeatureMapStore],
+):
+    """`source`'s batches of per-file results and the function turning one into
+    ``(store, rows)`` pairs to add: a descriptor computes its vectors in the pool, an
+    encoder its inputs (then one forward pass per view runs here: pooled vectors and the
+    plain view's maps from the photo, the flipped view's maps from its mirror image)."""
     if isinstance(source, Descriptor):
-        return _batched(_describe, [(p, source) for p in paths], batch_size, pool), np.stack
+        if maps:
+            raise InvalidInputError("maps", "an image encoder's stores", "a descriptor")
+        jobs = [(p, source) for p in paths]
+        return _batched(_describe, jobs, batch_size, pool), lambda b: [(store, np.stack(b))]
 
-    def encode(batch: list[np.ndarray]) -> np.ndarray:
-        return source.forward_pixels(np.stack(batch), [POOLED])[POOLED].float().numpy()
+    def encode(batch: list[np.ndarray]) -> list[tuple[RowStore, np.ndarray]]:
+        pixels = np.stack(batch)
+        added: list[tuple[RowStore, np.ndarray]] = []
+        for view in dict.fromkeys(["plain", *(target.view for target in maps)]):
+            wanted = [target for target in maps if target.view == view]
+            names = list(dict.fromkeys(target.stage for target in wanted))
+            out = source.forward_pixels(
+                view_pixels(pixels, view), [*names, POOLED] if view == "plain" else names
+            )
+            added += [(t, out[t.stage].numpy().astype(np.float16)) for t in wanted]
+            if view == "plain":
+                added.append((store, out[POOLED].float().numpy()))
+        return added
 
     return decoded_batches(paths, source.preprocess, batch_size, pool), encode

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from phototag.app.options import EPILOG, add_store_options
 
@@ -30,6 +33,20 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
         "(e.g. 'resnet101?weights=r101.pth'; default: efficientnet_lite2; `phototag "
         "encoders` lists both)",
     )
+    parser.add_argument(
+        "--maps",
+        metavar="STAGES",
+        help="also store the encoder's spatial feature maps (float16) of these stages, in the "
+        "same pass: stage names or positions, comma-separated (e.g. 3,6 or stage3,stage6), "
+        "'scales' (the five multi-scale maps) or 'all' (docs/features.md)",
+    )
+    parser.add_argument(
+        "--views",
+        default="plain",
+        metavar="VIEWS",
+        help="with --maps: whose maps to store, 'plain' (the photo), 'flip' (its mirror "
+        "image) or 'plain,flip' (default: plain)",
+    )
     add_store_options(parser)
     from phototag.app.batch import add_batch_options
 
@@ -38,7 +55,7 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_features(args: argparse.Namespace) -> int:
-    from phototag.app.batch import extract_resumable, missing_error, open_journal
+    from phototag.app.batch import missing_error, open_journal
 
     if (args.dataset is None) == (not args.paths):
         from phototag.errors import InvalidInputError
@@ -51,11 +68,78 @@ def _run_features(args: argparse.Namespace) -> int:
         print("phototag: no photos found", file=sys.stderr)
         return 1
     with open_journal("features", args, inputs) as journal:
-        summary = extract_resumable(paths, journal, args)
+        summary = _extract_resumable(paths, journal, args)
     for path in missing:
         summary.add(path, missing_error(path))
     summary.print(journal)
     return summary.exit_status
+
+
+def _extract_resumable(paths: Sequence[str], journal: Any, args: argparse.Namespace) -> Any:
+    """Store ``args.encoder`` features (and ``--maps``) of `paths` not journaled yet, chunk
+    by chunk, and return the run's `BatchSummary`.
+
+    Journaled files are neither hashed nor decoded again. Prints the extraction report
+    (computed, already stored, failed).
+    """
+    from phototag.app.batch import BatchSummary, progress_bar
+    from phototag.errors import InvalidInputError
+    from phototag.features.encoders import ImageEncoder
+    from phototag.features.extract import (
+        ExtractionReport,
+        create_source,
+        extract_features,
+        open_store,
+    )
+    from phototag.features.maps import open_map_stores, parse_stages, parse_views
+    from phototag.features.store import default_store_root
+
+    if args.maps is None and args.views != "plain":
+        raise InvalidInputError("--views", "--maps STAGES with it", f"--views {args.views}")
+    views = parse_views(args.views)
+    encoder = create_source(args.encoder, runtime=args.runtime)
+    if args.maps is not None and not isinstance(encoder, ImageEncoder):
+        raise InvalidInputError("--maps", "an image encoder's stages", repr(args.encoder))
+    root = default_store_root() if args.store is None else args.store
+    summary = BatchSummary("features", done_word="stored")
+    total = ExtractionReport()
+    done = journal.completed(paths)
+    for path, entry in done.items():
+        _report_skip(entry.error)
+        summary.add(path, entry.error, replayed=True)
+    todo = [p for p in paths if p not in done]
+    bar = progress_bar(len(paths), len(done), "features")
+    with ExitStack() as stores:
+        store = stores.enter_context(open_store(root, encoder, args.dtype))
+        maps = []
+        if isinstance(encoder, ImageEncoder) and args.maps is not None:
+            maps = open_map_stores(root, encoder, parse_stages(args.maps, encoder), views)
+            for target in maps:
+                stores.enter_context(target)
+        for start in range(0, len(todo), args.chunk_size):
+            chunk = todo[start : start + args.chunk_size]
+            digests, report = extract_features(
+                chunk, encoder, store, maps=maps, batch_size=args.batch_size,
+                workers=args.workers, progress=False,
+            )  # fmt: skip
+            errors = dict(report.failures)
+            for path, digest in zip(chunk, digests, strict=True):
+                error = None if digest is not None else errors.get(path, "no features")
+                journal.record(path, None if error else {"digest": digest}, error)
+                _report_skip(error)
+                summary.add(path, error)
+            total += report
+            bar.update(len(chunk))
+    bar.close()
+    print(f"{encoder.name}: {total.summary()}", file=sys.stderr)
+    return summary
+
+
+def _report_skip(error: str | None) -> None:
+    from phototag.filenames import printable
+
+    if error is not None:
+        print(f"skipped: {printable(error)}", file=sys.stderr)
 
 
 def _photo_paths(args: argparse.Namespace) -> tuple[list[str], list[str]]:
