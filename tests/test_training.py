@@ -31,7 +31,7 @@ from phototag.training import (
     Task,
     Trainer,
 )
-from phototag.training.optim import build_scheduler
+from phototag.training.optim import build_optimizer, build_scheduler
 from phototag.training.progress import Progress
 
 MSE = LossTask(nn.functional.mse_loss)
@@ -142,6 +142,28 @@ def test_parameter_groups_train_at_their_own_rates() -> None:
     assert same(module, start, "c.") and not same(module, start, "a.")
 
 
+@pytest.mark.parametrize(
+    ("settings", "kind", "expected"),
+    [
+        (
+            OptimizerSettings("adamw", betas=(0.8, 0.999)),
+            torch.optim.AdamW,
+            {"betas": (0.8, 0.999)},
+        ),
+        (OptimizerSettings("adam", weight_decay=0.1), torch.optim.Adam, {"weight_decay": 0.1}),
+        (OptimizerSettings("sgd", momentum=0.9), torch.optim.SGD, {"momentum": 0.9}),
+        (OptimizerSettings("rmsprop", lr=1e-4), torch.optim.RMSprop, {"lr": 1e-4, "momentum": 0}),
+    ],
+)
+def test_optimizers_take_their_settings(
+    settings: OptimizerSettings, kind: type, expected: dict[str, Any]
+) -> None:
+    optimizer = build_optimizer(network(), settings)
+    assert type(optimizer) is kind
+    group = optimizer.param_groups[0]
+    assert {key: group[key] for key in expected} == expected
+
+
 def test_parameter_groups_must_name_parts_once() -> None:
     overlapping = OptimizerSettings(groups=(Group("a"), Group(("a", "b"))))
     with pytest.raises(InvalidInputError, match="overlap"):
@@ -178,6 +200,18 @@ def test_early_stopping_restores_the_best_epoch_exactly(mode: str) -> None:
     after_four = network()
     quiet(epochs=4).fit(after_four, MSE, data())
     assert same(module, two_epochs) and not same(module, after_four)
+
+
+def test_early_stopping_waits_for_min_epochs() -> None:
+    module, one_epoch = network(), network()
+    rule = EarlyStopping(patience=1, min_epochs=3)
+    history = (
+        quiet(epochs=5, early_stopping=rule)
+        .fit(module, Scripted([1.0, 2.0, 3.0, 4.0, 5.0]), data(), data(8, seed=1))
+        .history_
+    )
+    quiet(epochs=1).fit(one_epoch, MSE, data())
+    assert len(history) == 3 and same(module, one_epoch)
 
 
 def test_without_early_stopping_every_epoch_trains_and_the_last_weights_stay() -> None:
@@ -363,6 +397,7 @@ def test_progress_draws_a_bar_on_a_terminal() -> None:
         (lambda: Schedule("linear"), "schedule"),
         (lambda: Schedule(interval="batch"), "interval"),
         (lambda: OptimizerSettings("lbfgs"), "optimizer"),
+        (lambda: OptimizerSettings(betas=(0.9, 1.0)), "betas"),
         (lambda: EarlyStopping(mode="lowest"), "mode"),
         (lambda: Phase("x", frozen=(1,)), "frozen"),  # type: ignore[arg-type]
     ],

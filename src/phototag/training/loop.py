@@ -135,8 +135,8 @@ class _Best:
         self.state: dict[str, torch.Tensor] | None = None
         self.waited = 0
 
-    def should_stop(self, value: float, module: nn.Module) -> bool:
-        """Keep `module`'s weights if `value` is the best yet; whether patience ran out."""
+    def should_stop(self, value: float, module: nn.Module, epoch: int) -> bool:
+        """Keep `module`'s weights if `value` is the best yet; whether to stop after `epoch`."""
         if self.value is None or (
             value < self.value if self.rule.mode == "min" else value > self.value
         ):
@@ -144,7 +144,7 @@ class _Best:
             self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
             return False
         self.waited += 1
-        return self.waited >= self.rule.patience
+        return self.waited >= self.rule.patience and epoch >= self.rule.min_epochs
 
 
 class _PhaseRun:
@@ -211,7 +211,7 @@ class _PhaseRun:
             record["time"] = time.perf_counter() - started
             history.append(record)
             progress.finish(record)
-            if best is not None and best.should_stop(record["valid"], watched):
+            if best is not None and best.should_stop(record["valid"], watched, epoch):
                 break
         if best is not None and best.state is not None:
             module.load_state_dict(best.state)

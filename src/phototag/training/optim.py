@@ -74,8 +74,10 @@ def build_optimizer(module: nn.Module, settings: OptimizerSettings) -> torch.opt
         )
     if settings.name == "sgd":
         return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum)
+    if settings.name == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=settings.lr, momentum=settings.momentum)
     kind = torch.optim.AdamW if settings.name == "adamw" else torch.optim.Adam
-    return kind(groups, lr=settings.lr)
+    return kind(groups, lr=settings.lr, betas=settings.betas)
 
 
 def build_scheduler(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from phototag.errors import InvalidInputError, check_choice, check_float, check_int
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 INTERVALS = ("step", "epoch")
 MODES = ("min", "max")
@@ -55,13 +55,18 @@ class Group:
 
 @dataclass(frozen=True)
 class OptimizerSettings:
-    """Which torch optimizer and its settings: ``"adamw"`` (decoupled weight decay),
-    ``"adam"`` or ``"sgd"`` (with `momentum`), with per-submodule `groups`."""
+    """Which torch optimizer and its settings, with per-submodule `groups`.
+
+    ``"adamw"`` (decoupled weight decay) and ``"adam"`` use `betas`; ``"sgd"`` and
+    ``"rmsprop"`` use `momentum`; for all but AdamW `weight_decay` is an L2 penalty
+    (torch's convention).
+    """
 
     name: str = "adamw"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    momentum: float = 0.9
+    momentum: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
     groups: tuple[Group, ...] = ()
 
     def __post_init__(self) -> None:
@@ -69,6 +74,10 @@ class OptimizerSettings:
         check_float("lr", self.lr, 0.0, strict=False)
         check_float("weight_decay", self.weight_decay, 0.0, strict=False)
         check_float("momentum", self.momentum, 0.0, strict=False)
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(0 <= check_float("betas", b, 0.0, False) < 1 for b in betas):
+            raise InvalidInputError("betas", "two numbers in [0, 1)", repr(self.betas))
+        object.__setattr__(self, "betas", betas)
         groups = tuple(self.groups)
         if not all(isinstance(g, Group) for g in groups):
             raise InvalidInputError("groups", "Group objects", repr(self.groups))
@@ -106,15 +115,17 @@ class Schedule:
 @dataclass(frozen=True)
 class EarlyStopping:
     """Stop a phase after `patience` epochs whose validation value is not better than the
-    best so far (lower with ``mode="min"``, higher with ``"max"``); the best epoch's
-    weights (the averaged ones with EMA) end the phase."""
+    best so far (lower with ``mode="min"``, higher with ``"max"``), but not before
+    `min_epochs`; the best epoch's weights (the averaged ones with EMA) end the phase."""
 
     mode: str = "min"
     patience: int = 3
+    min_epochs: int = 1
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
         check_int("patience", self.patience, 1)
+        check_int("min_epochs", self.min_epochs, 1)
 
 
 @dataclass(frozen=True)
