@@ -51,7 +51,8 @@ def train(
     progress = Progress(trainer.progress and fabric.is_global_zero)
     history: list[dict[str, Any]] = []
     with _own_random_state(fabric.device):
-        fabric.seed_everything(trainer.seed, workers=True, verbose=False)
+        # each process draws its own dropout masks and crops; the data order is shared
+        fabric.seed_everything(trainer.seed + fabric.global_rank, workers=True, verbose=False)
         try:
             for index, phase in enumerate(phases):
                 run = _PhaseRun(fabric, trainer, module, freezer, phase, tasks[phase.name])
