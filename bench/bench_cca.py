@@ -14,7 +14,7 @@ Usage::
 Each dataset is read with `phototag.data.readers.read_dataset`; ``--features-file`` (an
 ``.npz`` with ``features`` [n x dim] and ``item_ids``) attaches extra features under the
 ``--features`` key, matched by item id. Hyperparameters are chosen on the training split
-only (`phototag.model_selection.select_by_cv`, seeded folds, metric C-F1 by default); the
+only (`phototag.evaluation.model_selection.select_by_cv`, seeded folds, metric C-F1 by default); the
 test split is scored once, by the refitted best model. Metrics: per-word means C-P / C-R /
 C-F1 (labels absent from the test split are left out), N+, overall O-F1, mAP per label.
 Times are wall-clock seconds on a shared machine (noisy).
@@ -117,7 +117,7 @@ def load(spec: str, features: str, features_file: str | None):
 
 
 def evaluate(model, test, decoder) -> tuple[dict[str, Any], float]:
-    from phototag.metrics import annotation_report
+    from phototag.evaluation.metrics import annotation_report
 
     start = time.perf_counter()
     scores = model.scores(test)
@@ -127,8 +127,8 @@ def evaluate(model, test, decoder) -> tuple[dict[str, Any], float]:
 
 
 def run_dataset(args, spec: str, features: str, k: int) -> dict[str, Any]:
-    from phototag.decoding import TopK
-    from phototag.model_selection import select_by_cv
+    from phototag.evaluation.decoding import TopK
+    from phototag.evaluation.model_selection import select_by_cv
     from phototag.models import create_annotator
 
     data = load(spec, features, args.features_file if spec == args.dataset else None)

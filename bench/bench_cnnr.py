@@ -11,7 +11,7 @@ on every training photo and its mirror image and on every test photo. 10% of the
 training split (seeded) is held out as a validation split; every point of the grid
 (epochs x projection lr x block lr x embedding) is trained on the other 90% and scored on
 it (top-5, C-F1, ties by N+). The best point is refitted on the whole training split and
-evaluated once on the test split. Metrics: `phototag.metrics.annotation_report` (per-word
+evaluated once on the test split. Metrics: `phototag.evaluation.metrics.annotation_report` (per-word
 means C-P / C-R / C-F1 over the test split's words, N+, mAP).
 """
 
@@ -59,8 +59,8 @@ def embedding_spec(name: str, data: Path, glove50_file: str | None = None) -> st
 
 
 def top5_report(model: Any, data: Any, maps: Any) -> dict[str, float | int]:
-    from phototag.decoding import TopK
-    from phototag.metrics import annotation_report
+    from phototag.evaluation.decoding import TopK
+    from phototag.evaluation.metrics import annotation_report
 
     scores = model.scores_from_maps(maps)
     report = annotation_report(data.labels[maps.kept], TopK(5).decode(scores), scores)
@@ -74,30 +74,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder-weights", default=None, help="weights file (default: package)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--grid", default="full", choices=sorted(GRIDS))
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=V1,V2",
-                        help="replace one grid entry, e.g. --param epochs=5,10")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="replace one grid entry, e.g. --param epochs=5,10",
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N train/test photos (debug)")
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--glove50-file", default=None,
-                        help="GloVe text file for glove50 (machines without its package)")
+    parser.add_argument(
+        "--glove50-file",
+        default=None,
+        help="GloVe text file for glove50 (machines without its package)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
     from phototag.data.readers import read_dataset
-    from phototag.models.regression import CNNRegressor
+    from phototag.models.regression import CNNRAnnotator
 
     warnings.simplefilter("ignore", UserWarning)  # OOV notes of the embeddings
     dataset = read_dataset(f"corel5k:{args.data}")
     train, test = dataset.split("train"), dataset.split("test")
     if args.limit:
-        train, test = train.subset(np.arange(min(args.limit, train.n_items))), test.subset(
-            np.arange(min(args.limit, test.n_items))
+        train, test = (
+            train.subset(np.arange(min(args.limit, train.n_items))),
+            test.subset(np.arange(min(args.limit, test.n_items))),
         )
     common = dict(encoder=args.encoder, encoder_weights=args.encoder_weights,
                   device=args.device, workers=args.workers, seed=args.seed)  # fmt: skip
-    probe = CNNRegressor(**common)
+    probe = CNNRAnnotator(**common)
     start = time.perf_counter()
     train_maps = probe.trunk_maps(train, flip=True)
     test_maps = probe.trunk_maps(test, flip=False)
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(zip(grid, values, strict=True))
         spec = embedding_spec(params["embedding"], args.data, args.glove50_file)
         config = {**params, "embedding": spec}
-        model = CNNRegressor(**common, **config)
+        model = CNNRAnnotator(**common, **config)
         start = time.perf_counter()
         model.fit_maps(fit_data, fit_maps)
         seconds = time.perf_counter() - start
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         best = max(mine, key=lambda t: (t["valid"]["C-F1"], t["valid"]["N+"]))
         params = best["params"]
         spec = embedding_spec(name, args.data, args.glove50_file)
-        model = CNNRegressor(**common, **{**params, "embedding": spec})
+        model = CNNRAnnotator(**common, **{**params, "embedding": spec})
         start = time.perf_counter()
         model.fit_maps(train, train_maps)
         fit_s = time.perf_counter() - start
@@ -167,10 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": {"trunk_maps": trunk_s, "grid": sum(t["fit_s"] for t in trials)},
         "grid": trials,
         "command": "python bench/bench_cnnr.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                    "device": str(probe._torch_device()),
-                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                    "threads": torch.get_num_threads()},  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "device": str(probe._torch_device()),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "threads": torch.get_num_threads(),
+        },  # fmt: skip
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.out.with_suffix(".tmp")

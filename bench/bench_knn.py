@@ -14,8 +14,9 @@ Features that the dataset reader does not provide can be attached from ``.npz`` 
 (``--features-file``, one per key, with arrays ``features`` ``[n, dim]`` and ``item_ids``
 matched to the dataset's item ids) or ``.npy`` files in the dataset's item order.
 Each model is trained on the ``train`` split and evaluated once on the ``test`` split with
-``--top-k`` decoding (`phototag.metrics.annotation_report`: C-P/C-R/C-F1 are per-label means
-over labels present in the test split, N+ the labels recalled at least once). Model settings:
+``--top-k`` decoding (`phototag.evaluation.metrics.annotation_report`: C-P/C-R/C-F1 are
+per-label means over labels present in the test split, N+ the labels recalled at least once).
+Model settings:
 ``--set MODEL.ARG=VALUE`` (VALUE parsed as JSON when possible), e.g. ``--set tagprop.k=100``.
 """
 
@@ -37,8 +38,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from phototag.data import AnnotationSet  # noqa: E402
 from phototag.data.readers import read_dataset  # noqa: E402
-from phototag.decoding import TopK  # noqa: E402
-from phototag.metrics import annotation_report  # noqa: E402
+from phototag.evaluation.decoding import TopK  # noqa: E402
+from phototag.evaluation.metrics import annotation_report  # noqa: E402
 from phototag.models import create_annotator  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "knn_mulan.json"

@@ -1,4 +1,4 @@
-"""Benchmark of phototag.metrics.annotation_report on NUS-WIDE-sized and 1M-image inputs.
+"""Benchmark of phototag.evaluation.metrics.annotation_report on NUS-WIDE-sized and 1M-image inputs.
 
 Usage::
 
@@ -91,7 +91,7 @@ def _reset_peak() -> bool:
 
 def run_case(spec: dict) -> dict:
     """Body of the child process: generate, time, measure memory; returns a JSON dict."""
-    from phototag.metrics import (
+    from phototag.evaluation.metrics import (
         _as_scores,
         _per_image_ap,
         _per_label_ap,
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python bench/bench_metrics.py" + (" --quick" if args.quick else "")
     payload = {
-        "benchmark": "phototag.metrics.annotation_report (both mAPs, float32 scores)",
+        "benchmark": "phototag.evaluation.metrics.annotation_report (both mAPs, float32 scores)",
         "command": command,
         "quick": args.quick,
         "machine": {**machine, "load_average_at_end": list(os.getloadavg())},

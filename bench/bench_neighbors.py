@@ -1,4 +1,4 @@
-"""Benchmark of phototag.neighbors: FAISS exact vs FAISS IVF vs brute-force NumPy, one run.
+"""Benchmark of phototag.search: FAISS exact vs FAISS IVF vs brute-force NumPy, one run.
 
 Usage::
 
@@ -12,7 +12,7 @@ would be: a seeded mixture of Gaussian clusters (``--clusters`` centres ~ N(0, 1
 dimension, points = centre + N(0, sigma^2) noise with ``sigma = --noise``) so that neighbours
 are structured and IVF recall is meaningful. Queries are fresh draws from the same mixture.
 
-Methods (all `phototag.neighbors.NeighborIndex`, metric ``l2``, k neighbours per query):
+Methods (all `phototag.search.NeighborIndex`, metric ``l2``, k neighbours per query):
 
 * ``faiss_exact``: ``method="exact"``: blocks of the memmap converted to float32, FAISS
   brute-force kernel per block, top-k merged, the k + 16 candidates re-scored exactly.
@@ -44,7 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from phototag.neighbors import NeighborIndex  # noqa: E402
+from phototag.search import NeighborIndex  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "neighbors.json"
 GIB = 1024**3
@@ -161,7 +161,7 @@ def main() -> None:
     QUERIES[0] = args.queries
 
     result: dict = {
-        "benchmark": "phototag.neighbors.NeighborIndex, metric l2",
+        "benchmark": "phototag.search.NeighborIndex, metric l2",
         "command": "python bench/bench_neighbors.py" + (" --quick" if args.quick else ""),
         "machine_at_start": machine(),
         "data": {

@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/ray_engine.json")
     args = parser.parse_args()
 
-    from phototag.annotation import annotate_files
     from phototag.imaging import iter_image_files
+    from phototag.library.annotation import annotate_files
     from phototag.pretrained import load_model
 
     paths = [str(p) for p in iter_image_files([args.images])]

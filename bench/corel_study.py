@@ -8,8 +8,8 @@ import time
 import numpy as np
 
 from phototag.data import AnnotationSet
-from phototag.decoding import TopK
-from phototag.metrics import annotation_report
+from phototag.evaluation.decoding import TopK
+from phototag.evaluation.metrics import annotation_report
 from phototag.models import create_annotator
 
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from corel_study import fit_and_score  # noqa: E402
 
-from phototag.benchmark import GLOBAL_DESCRIPTORS  # noqa: E402
 from phototag.data.readers import read_dataset  # noqa: E402
+from phototag.evaluation.benchmark import GLOBAL_DESCRIPTORS  # noqa: E402
 from phototag.features.attach import with_features  # noqa: E402
 from phototag.features.descriptors import create_descriptor, describe_images  # noqa: E402
 from phototag.imaging import load_rgb  # noqa: E402

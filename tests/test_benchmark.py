@@ -1,14 +1,20 @@
 import numpy as np
 
-from phototag.benchmark import PUBLISHED_COREL5K, ModelSpec, markdown_table, run_benchmark
 from phototag.data import Vocabulary, from_label_sets
+from phototag.evaluation.benchmark import (
+    PUBLISHED_COREL5K,
+    ModelSpec,
+    markdown_table,
+    run_benchmark,
+)
+from phototag.models import create_annotator
 
 
 def test_run_benchmark_and_table():
     vocab = Vocabulary(["a", "b", "c"])
     train = from_label_sets("t", list("wxyz"), [["a"], ["a", "b"], ["a"], ["c"]], vocabulary=vocab)
     test = from_label_sets("t", list("pq"), [["a"], ["b"]], vocabulary=vocab)
-    rows = run_benchmark(train, test, {"prior": {"smoothing": 0.0}}, k=1)
+    rows = run_benchmark(train, test, {"prior": {"smoothing": 0.0}}, k=1, factory=create_annotator)
     (row,) = rows
     # the prior predicts "a" for both test images: a is right once, b and c are never predicted
     assert row.precision == np.float64(0.5 / 2)  # C-P over the 2 labels present in test
@@ -31,7 +37,9 @@ def test_cross_validation_picks_the_grid_point_on_train_only():
     train, test = data.subset(np.arange(45)), data.subset(np.arange(45, 60))
     lines: list[str] = []
     spec = ModelSpec({"features": "x", "metric": "l2"}, grid={"k": [25, 1]})
-    (row,) = run_benchmark(train, test, {"mlknn": spec}, k=1, progress=lines.append)
+    (row,) = run_benchmark(
+        train, test, {"mlknn": spec}, k=1, factory=create_annotator, progress=lines.append
+    )
     assert row.config == {"features": "x", "metric": "l2", "k": 1}
     assert row.f1 == 1.0 and row.cv_seconds > 0
     assert "cross-validation chose {'k': 1}" in lines[0]
@@ -52,6 +60,8 @@ def test_rows_with_descriptors_read_them_next_to_the_image_features():
     data.features["x"] = rng.random((8, 3)).astype(np.float32)
     data.features["hsv_hist"] = rng.random((8, 4)).astype(np.float32)
     spec = ModelSpec({"k": 2}, model="jec", descriptors={"hsv_hist": "chi2"})
-    (row,) = run_benchmark(data, data, {"jec+hsv": spec.with_image_features("x")}, k=1)
+    (row,) = run_benchmark(
+        data, data, {"jec+hsv": spec.with_image_features("x")}, k=1, factory=create_annotator
+    )
     assert row.model == "jec+hsv" and row.features == "x + hsv_hist"
     assert "**jec+hsv** (ours) | x + hsv_hist |" in markdown_table([row])

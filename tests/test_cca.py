@@ -10,13 +10,13 @@ import scipy.linalg as sla
 from sklearn.cross_decomposition import CCA as SklearnCCA
 
 from phototag.data import AnnotationSet, Vocabulary, multi_hot
-from phototag.decoding import TopK
 from phototag.errors import InvalidInputError, NotFittedError
-from phototag.metrics import overall_f1_score
-from phototag.model_selection import cv_folds, parameter_grid, select_by_cv
+from phototag.evaluation.decoding import TopK
+from phototag.evaluation.metrics import overall_f1_score
+from phototag.evaluation.model_selection import cv_folds, parameter_grid, select_by_cv
 from phototag.models import Annotator, available_annotators, create_annotator
-from phototag.models import _cca_linalg as la
 from phototag.models.cca import label_embedding_matrix
+from phototag.models.cca import linalg as la
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -72,7 +72,7 @@ def test_cca_recovers_planted_correlations_and_matches_direct_eigensolver():
     x, t, rho = planted_views()
     xc, tc = centred(x), centred(t)
     sol = la.regularized_cca(xc, tc, 0.0, 0.0)
-    direct = la.direct_cca(xc, tc)
+    direct = direct_cca(xc, tc)
     np.testing.assert_allclose(sol.correlations, direct, atol=1e-9)
     # planted: two strong correlations, the rest near zero (sampling noise ~ 1/sqrt(n))
     np.testing.assert_allclose(sol.correlations[:2], rho, atol=0.03)
@@ -86,6 +86,20 @@ def test_cca_recovers_planted_correlations_and_matches_direct_eigensolver():
     off = joint[:d, d:] - np.diag(np.diag(joint[:d, d:]))
     assert np.abs(off).max() < 1e-9
     np.testing.assert_allclose(u.T @ u / len(u), np.eye(d), atol=1e-9)
+
+
+def direct_cca(x: np.ndarray, t: np.ndarray, reg_x: float = 0.0, reg_t: float = 0.0) -> np.ndarray:
+    """Canonical correlations from Eq. (2) as written, via a dense generalised eigensolver.
+
+    Slow and less stable than `regularized_cca`: the reference it is compared against.
+    """
+    n = x.shape[0]
+    cxx, ctt, cxt = x.T @ x / n, t.T @ t / n, x.T @ t / n
+    cxx = cxx + la.ridge(cxx, reg_x) * np.eye(len(cxx))
+    ctt = ctt + la.ridge(ctt, reg_t) * np.eye(len(ctt))
+    lhs = cxt @ np.linalg.solve(ctt, cxt.T)
+    eta = sla.eigh(lhs, cxx, eigvals_only=True)[::-1]
+    return np.sqrt(np.clip(eta[: min(x.shape[1], t.shape[1])], 0.0, None))
 
 
 def test_cca_agrees_with_scikit_learn_on_leading_pairs():
@@ -110,7 +124,7 @@ def test_regularisation_limits():
     # regularised direct solver agrees for any ridge
     np.testing.assert_allclose(
         la.regularized_cca(xc, tc, 0.3, 0.05).correlations,
-        la.direct_cca(xc, tc, 0.3, 0.05),
+        direct_cca(xc, tc, 0.3, 0.05),
         atol=1e-9,
     )
     # more ridge -> smaller regularised correlations

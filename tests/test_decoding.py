@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from phototag.decoding import (
+from phototag.errors import InvalidInputError
+from phototag.evaluation.decoding import (
     LabelThresholds,
     Quantity,
     Threshold,
@@ -10,7 +11,6 @@ from phototag.decoding import (
     parse_protocol,
     top_m,
 )
-from phototag.errors import InvalidInputError
 
 
 def brute_force_top_m(scores, m):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from phototag.data import from_label_sets
-from phototag.decoding import TopK
 from phototag.errors import InvalidInputError
-from phototag.metrics import annotation_report
+from phototag.evaluation.decoding import TopK
+from phototag.evaluation.metrics import annotation_report
 from phototag.models import Annotator, create_annotator
 from phototag.models.ensemble import fit_logistic, rescaled
 from phototag.models.linear import asymmetric_loss

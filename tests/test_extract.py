@@ -125,7 +125,7 @@ def test_descriptors_that_learn_are_not_features_by_name():
 
 
 def test_a_model_on_an_encoder_and_a_descriptor_annotates_files(photos, encoder, tmp_path):
-    from phototag.annotation import annotate_files
+    from phototag.library.annotation import annotate_files
     from phototag.models import create_annotator
 
     paths, broken = photos
@@ -146,8 +146,8 @@ def test_a_model_on_an_encoder_and_a_descriptor_annotates_files(photos, encoder,
 
 
 def test_feature_names_carry_encoder_options(photos, tmp_path):
-    from phototag.annotation import annotate_files
     from phototag.features.extract import parse_source_spec
+    from phototag.library.annotation import annotate_files
     from phototag.models import create_annotator
 
     assert parse_source_spec("resnet101?weights=~/r101.pth") == (

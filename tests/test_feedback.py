@@ -10,8 +10,8 @@ import pytest
 from phototag.app.cli import main
 from phototag.data import from_label_sets
 from phototag.errors import InvalidInputError
-from phototag.feedback import FeedbackStore, merge_feedback
 from phototag.fileio import DamagedFileError
+from phototag.library.feedback import FeedbackStore, merge_feedback
 from phototag.models import Annotator
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

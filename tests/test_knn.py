@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from phototag.data import from_label_sets
-from phototag.decoding import TopK
 from phototag.errors import InvalidInputError, NotFittedError
-from phototag.metrics import class_f1_score, overall_f1_score
+from phototag.evaluation.decoding import TopK
+from phototag.evaluation.metrics import class_f1_score, overall_f1_score
 from phototag.models import Annotator, available_annotators, create_annotator
-from phototag.models._knn_2pknn import TripletProblem
-from phototag.models.knn import JEC
-from phototag.neighbors import pairwise_distances
+from phototag.models.knn import JECAnnotator
+from phototag.models.knn.twopass import TripletProblem
+from phototag.search import pairwise_distances
 
 KNN_MODELS = ("jec", "tagprop", "2pknn", "2pknn_ml", "mlknn")
 # small configurations for toy data (the defaults are sized for Corel-5k)
@@ -321,7 +321,7 @@ def test_beats_the_prior_on_mulan_scene(name, scene, prior_f1):
     prior_c, prior_o = prior_f1  # about 0.11 and 0.25
     assert c_f1 > prior_c + 0.35, (c_f1, prior_c)
     assert o_f1 > prior_o + 0.25, (o_f1, prior_o)
-    assert isinstance(model, JEC) or model.scores(test).max() <= 1.0
+    assert isinstance(model, JECAnnotator) or model.scores(test).max() <= 1.0
 
 
 @pytest.mark.parametrize("name", ["tagprop", "2pknn_ml"])

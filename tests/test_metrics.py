@@ -1,4 +1,5 @@
-"""Tests for phototag.metrics: hand-computed toy cases, scikit-learn references, batching."""
+"""Tests for phototag.evaluation.metrics: hand-computed toy cases, scikit-learn references,
+batching."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from phototag import metrics as M
 from phototag.errors import InvalidInputError
+from phototag.evaluation import metrics as M
+from phototag.evaluation.metrics import _arrays
+from phototag.evaluation.metrics._arrays import _as_binary, _as_scores
+from phototag.evaluation.metrics.bounds import _top_k_oracle
+from phototag.evaluation.metrics.ranking import _per_image_ap, _per_label_ap
 
 skm = pytest.importorskip("sklearn.metrics")
 
@@ -272,10 +277,10 @@ def test_average_precision_matches_sklearn_with_ties(seed, dtype):
     per_label = _sklearn_ap(y_true, y_score.astype(np.float64), axis=0)
     per_image = _sklearn_ap(y_true, y_score.astype(np.float64), axis=1)
     np.testing.assert_allclose(
-        M._per_label_ap(y_true, M._as_scores(y_score))[y_true.any(0)], per_label, rtol=1e-12
+        _per_label_ap(y_true, _as_scores(y_score))[y_true.any(0)], per_label, rtol=1e-12
     )
     np.testing.assert_allclose(
-        M._per_image_ap(y_true, M._as_scores(y_score))[y_true.any(1)], per_image, rtol=1e-12
+        _per_image_ap(y_true, _as_scores(y_score))[y_true.any(1)], per_image, rtol=1e-12
     )
     assert M.label_average_precision_score(y_true, y_score) == pytest.approx(per_label.mean())
     assert M.image_average_precision_score(y_true, y_score) == pytest.approx(per_image.mean())
@@ -335,7 +340,7 @@ def test_small_chunks_give_same_results(monkeypatch):
     y_true, y_pred, y_score = _random_case(7, n=257, n_labels=9)
     ref = M.annotation_report(y_true, y_pred, y_score)
     ref_bound = M.top_k_upper_bound(y_true, 2)
-    monkeypatch.setattr(M, "_CHUNK_CELLS", 50)  # a few rows / columns per block
+    monkeypatch.setattr(_arrays, "_CHUNK_CELLS", 50)  # a few rows / columns per block
     assert M.annotation_report(y_true, y_pred, y_score) == pytest.approx(ref, rel=1e-12)
     assert M.annotation_report(sp.csr_array(y_true), y_pred, y_score) == pytest.approx(
         ref, rel=1e-12
@@ -403,7 +408,7 @@ def test_top_k_upper_bound_hand_computed():
     assert bound["I-R"] == pytest.approx((1 + 2 / 3) / 2)
     # Image 1 keeps its rarest labels 1 and 2 (label 0 is the most frequent): recalls 1/2, 1, 1.
     assert bound["C-R"] == pytest.approx(5 / 6)
-    oracle = M._top_k_oracle(M._as_binary(y_true, "y_true"), 2)
+    oracle = _top_k_oracle(_as_binary(y_true, "y_true"), 2)
     assert oracle.sum(axis=1).tolist() == [2, 2, 2]
     assert oracle[1].tolist() == [False, True, True]
 
@@ -434,7 +439,7 @@ def test_top_k_upper_bound_against_brute_force(seed):
         assert bound[key] == pytest.approx(best[key]), key
     for key in ("C-P", "C-F1", "H-F1"):
         assert bound[key] <= best[key] + 1e-12, key
-    oracle = M._top_k_oracle(M._as_binary(y_true, "y_true"), k)
+    oracle = _top_k_oracle(_as_binary(y_true, "y_true"), k)
     assert (oracle.sum(axis=1) == k).all()
     assert M.label_counts(y_true, oracle).report() == pytest.approx(
         {**M.annotation_report(y_true, oracle)}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from phototag.data import from_label_sets
-from phototag.decoding import Threshold
 from phototag.errors import InvalidInputError, NotFittedError
+from phototag.evaluation.decoding import Threshold
 from phototag.fileio import DamagedFileError
 from phototag.models import Annotator, available_annotators, create_annotator
 
@@ -19,6 +19,32 @@ def test_registry_lists_and_creates(train):
     assert "prior" in available_annotators()
     model = create_annotator("prior", smoothing=0.0)
     assert model.get_config() == {"smoothing": 0.0}
+
+
+def test_registry_finds_a_new_family_subpackage_by_itself(tmp_path, monkeypatch):
+    """A subpackage of phototag.models registers its annotators without being listed."""
+    import sys
+
+    import phototag.models
+    from phototag.models import registry
+
+    family = tmp_path / "toy_family"
+    family.mkdir()
+    (family / "__init__.py").write_text(
+        "from phototag.models.prior import PriorAnnotator\n"
+        "from phototag.models.registry import register_annotator\n\n"
+        "@register_annotator('toy_family_model')\n"
+        "class ToyFamilyAnnotator(PriorAnnotator):\n"
+        "    pass\n"
+    )
+    monkeypatch.setattr(phototag.models, "__path__", [*phototag.models.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "phototag.models.toy_family", raising=False)
+    try:
+        assert "toy_family_model" in available_annotators()
+        assert create_annotator("toy_family_model").name == "toy_family_model"
+    finally:
+        registry._MODELS.pop("toy_family_model", None)
+        sys.modules.pop("phototag.models.toy_family", None)
 
 
 def test_unknown_model_and_argument_are_clear_errors():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from phototag.errors import InvalidInputError, NotFittedError
-from phototag.neighbors import METRICS, NeighborIndex, paired_distances, pairwise_distances
+from phototag.search import METRICS, NeighborIndex, paired_distances, pairwise_distances
 
 
 def reference_matrix(q: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:

@@ -10,12 +10,12 @@ import pytest
 import scipy.sparse as sp
 
 from phototag.data import AnnotationSet, Vocabulary
-from phototag.decoding import TopK
 from phototag.errors import InvalidInputError, NotFittedError, PhototagError
+from phototag.evaluation.decoding import TopK
 from phototag.features.encoders import create_encoder, imagenet_class, imagenet_classes
 from phototag.models import Annotator, available_annotators, create_annotator
 from phototag.models.open_vocabulary import (
-    ImageNetWordNet,
+    ImageNetWordNetAnnotator,
     UncoveredWordsWarning,
     read_word_list,
     word_class_matrix,
@@ -83,13 +83,17 @@ def photo_set(encoder, photos):
 def model(wordnet, encoder):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UncoveredWordsWarning)
-        return ImageNetWordNet.from_vocabulary(WORDS, ENCODER, encoder=encoder, wordnet=wordnet)
+        return ImageNetWordNetAnnotator.from_vocabulary(
+            WORDS, ENCODER, encoder=encoder, wordnet=wordnet
+        )
 
 
 # ------------------------------------------------------------- scoring maths
-def toy_model(temperature: float = 1.0) -> ImageNetWordNet:
+def toy_model(temperature: float = 1.0) -> ImageNetWordNetAnnotator:
     """Three classes, two features; word 'a' covers class 0, word 'ab' covers 0 and 1."""
-    model = ImageNetWordNet(features="toy", vocabulary=["a", "ab", "none"], temperature=temperature)
+    model = ImageNetWordNetAnnotator(
+        features="toy", vocabulary=["a", "ab", "none"], temperature=temperature
+    )
     model.vocabulary_ = Vocabulary(["a", "ab", "none"])
     model.decoder_ = TopK(5)
     model.classifier_weight_ = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]], dtype=np.float32)
@@ -119,17 +123,17 @@ def test_scores_are_summed_class_probabilities(temperature):
 
 def test_configuration_is_validated():
     with pytest.raises(InvalidInputError, match="senses"):
-        ImageNetWordNet(senses="most")
+        ImageNetWordNetAnnotator(senses="most")
     with pytest.raises(InvalidInputError, match="temperature"):
-        ImageNetWordNet(temperature=0)
+        ImageNetWordNetAnnotator(temperature=0)
     with pytest.raises(InvalidInputError, match="a list of words"):
-        ImageNetWordNet(vocabulary="cat")
+        ImageNetWordNetAnnotator(vocabulary="cat")
     with pytest.raises(InvalidInputError, match="unique"):
-        ImageNetWordNet(vocabulary=["cat", "cat"])
+        ImageNetWordNetAnnotator(vocabulary=["cat", "cat"])
     with pytest.raises(InvalidInputError, match="vocabulary"):
-        ImageNetWordNet().build()
+        ImageNetWordNetAnnotator().build()
     with pytest.raises(NotFittedError):
-        ImageNetWordNet().coverage_report()
+        ImageNetWordNetAnnotator().coverage_report()
     model = toy_model()
     with pytest.raises(InvalidInputError, match=r"features\['toy'\]"):
         model.scores(unlabelled(np.zeros((1, 2)), ["x"], key="other"))
@@ -189,7 +193,7 @@ def test_word_forms_and_sense_policy(wordnet):
 
 def test_uncovered_words_are_reported_once(wordnet, encoder):
     with pytest.warns(UncoveredWordsWarning) as caught:
-        model = ImageNetWordNet.from_vocabulary(
+        model = ImageNetWordNetAnnotator.from_vocabulary(
             ["cat", "sky", "zzqxv"], ENCODER, encoder=encoder, wordnet=wordnet
         )
     assert len(caught) == 1
@@ -197,7 +201,7 @@ def test_uncovered_words_are_reported_once(wordnet, encoder):
     assert model.coverage_report().uncovered == ["sky", "zzqxv"]
     with warnings.catch_warnings():
         warnings.simplefilter("error", UncoveredWordsWarning)
-        ImageNetWordNet.from_vocabulary(["cat"], ENCODER, encoder=encoder, wordnet=wordnet)
+        ImageNetWordNetAnnotator.from_vocabulary(["cat"], ENCODER, encoder=encoder, wordnet=wordnet)
 
 
 # ------------------------------------------------------------- real photos
@@ -225,7 +229,9 @@ def test_open_vocabulary_annotates_the_photos(model, photo_set):
 def test_save_load_round_trip(model, photo_set, tmp_path):
     model.save(tmp_path / "open")
     loaded = Annotator.load(tmp_path / "open")
-    assert isinstance(loaded, ImageNetWordNet) and loaded.get_config() == model.get_config()
+    assert (
+        isinstance(loaded, ImageNetWordNetAnnotator) and loaded.get_config() == model.get_config()
+    )
     np.testing.assert_array_equal(loaded.scores(photo_set), model.scores(photo_set))
     assert loaded.coverage_report() == model.coverage_report()
     assert loaded.encoder_id_ == model.encoder_id_

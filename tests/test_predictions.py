@@ -5,7 +5,7 @@ import pytest
 
 from phototag.data import Vocabulary, from_label_sets
 from phototag.errors import InvalidInputError
-from phototag.predictions import read_predictions
+from phototag.evaluation.predictions import read_predictions
 
 
 @pytest.fixture

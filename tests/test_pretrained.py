@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from phototag.decoding import TopK
-from phototag.metrics import annotation_report
+from phototag.evaluation.decoding import TopK
+from phototag.evaluation.metrics import annotation_report
 from phototag.pretrained import available_pretrained, load_model
 
 

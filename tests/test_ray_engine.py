@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from phototag.annotation import annotate_files
 from phototag.app.cli import main
 from phototag.data import from_label_sets
 from phototag.errors import InvalidInputError, PhototagError
+from phototag.library.annotation import annotate_files
 from phototag.models import create_annotator
 from phototag.pretrained import load_model
 
@@ -95,8 +95,8 @@ def test_same_records_as_local_engine_in_input_order(ray_local, photos, tmp_path
 
 def test_model_directory_without_features(ray_local, photos, tmp_path):
     """A model that reads no pixels (the label prior) decodes nothing, as locally."""
-    from phototag.decoding import TopK
     from phototag.engines.ray import ModelSource, annotate_files_ray
+    from phototag.evaluation.decoding import TopK
 
     train = from_label_sets("t", list("abc"), [["sky", "sea"], ["sky"], ["cat"]])
     directory = create_annotator("prior").fit(train).save(tmp_path / "prior")

@@ -13,7 +13,7 @@ from phototag.app.cli import main
 from phototag.data import from_label_sets
 from phototag.errors import InvalidInputError
 from phototag.models import Annotator, create_annotator
-from phototag.models.regression import CNNRegressor
+from phototag.models.regression import CNNRAnnotator
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FAST = dict(encoder="efficientnet_lite0", runtime="torch", workers=0, batch_size=4, seed=0)
@@ -37,7 +37,7 @@ def photos(shared_data):
 
 @pytest.fixture(scope="module")
 def fitted(photos):
-    return CNNRegressor(**FAST, epochs=4, lr=3e-3, block_lr=3e-4).fit(photos)
+    return CNNRAnnotator(**FAST, epochs=4, lr=3e-3, block_lr=3e-4).fit(photos)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_save_load_round_trip(fitted, photos, tmp_path):
     assert config["model"] == "cnn_r" and config["config"]["encoder"] == "efficientnet_lite0"
     assert config["state"]["encoder_id_"].startswith("efficientnet_lite0@")
     loaded = Annotator.load(directory)
-    assert isinstance(loaded, CNNRegressor)
+    assert isinstance(loaded, CNNRAnnotator)
     np.testing.assert_array_equal(loaded.scores(photos), fitted.scores(photos))
 
 
@@ -95,7 +95,7 @@ def test_scores_are_cosines_to_label_embeddings(fitted, photos, maps):
     np.testing.assert_allclose(fitted.scores_from_maps(view0), expected, atol=1e-5)
     # A prediction equal to the embedding of "cat" ranks "cat" first, then by GloVe cosine.
     cat = photos.vocabulary.index("cat")
-    model = CNNRegressor(**FAST).fit_maps(photos, maps)
+    model = CNNRAnnotator(**FAST).fit_maps(photos, maps)
     model.projection_weight_ = np.zeros_like(model.projection_weight_)
     model.projection_bias_ = model.label_vectors_[cat].copy()
     model._network = None  # rebuild from the edited arrays
@@ -105,7 +105,7 @@ def test_scores_are_cosines_to_label_embeddings(fitted, photos, maps):
 
 
 def test_targets_are_mean_label_vectors(photos, maps):
-    model = CNNRegressor(**FAST, epochs=1, embedding="id").fit_maps(photos, maps)
+    model = CNNRAnnotator(**FAST, epochs=1, embedding="id").fit_maps(photos, maps)
     targets, labelled = model._targets(photos, np.arange(photos.n_items))
     multi_hot = photos.labels.toarray().astype(np.float32)
     np.testing.assert_allclose(targets, multi_hot / multi_hot.sum(axis=1, keepdims=True))
@@ -113,7 +113,7 @@ def test_targets_are_mean_label_vectors(photos, maps):
 
 
 def test_validation_split_and_early_stopping(photos, maps):
-    model = CNNRegressor(**FAST, epochs=6, lr=0.5, validation_fraction=0.25, patience=1)
+    model = CNNRAnnotator(**FAST, epochs=6, lr=0.5, validation_fraction=0.25, patience=1)
     model.fit_maps(photos, maps)
     assert all("valid_loss" in h for h in model.history_)
     assert len(model.history_) < 6  # a huge learning rate overshoots: stopped early
@@ -123,18 +123,18 @@ def test_out_of_vocabulary_labels(photos, maps):
     data = from_label_sets("oov", photos.item_ids, [s + ["zzqxv"] for s in photos.label_sets()])
     data.image_paths = photos.image_paths
     with pytest.warns(UserWarning, match="zzqxv"):
-        model = CNNRegressor(**FAST, epochs=1).fit_maps(data, maps)
+        model = CNNRAnnotator(**FAST, epochs=1).fit_maps(data, maps)
     row = model.label_vectors_[data.vocabulary.index("zzqxv")]
     assert model.oov_labels_ == ["zzqxv"] and row.shape == (51,)
     assert row[-1] == 1 and not row[:-1].any()
     with pytest.raises(InvalidInputError, match="zzqxv"):
-        CNNRegressor(**FAST, oov="error").fit_maps(data, maps)
+        CNNRAnnotator(**FAST, oov="error").fit_maps(data, maps)
 
 
 def test_clear_errors(photos, fitted, tmp_path):
     no_paths = from_label_sets("nopaths", ["a"], [["sky"]])
     with pytest.raises(InvalidInputError, match="image paths"):
-        CNNRegressor(**FAST).fit(no_paths)
+        CNNRAnnotator(**FAST).fit(no_paths)
     with pytest.raises(InvalidInputError, match="image paths"):
         fitted.scores(no_paths)
     for bad in ({"epochs": 0}, {"oov": "skip"}, {"lr": 0}, {"device": "tpu"}, {"flip": 1}):

@@ -12,8 +12,8 @@ from PIL import Image
 
 from phototag.app.cli import main
 from phototag.data import from_label_sets
+from phototag.library.report import HtmlReport, thumbnail_data_uri
 from phototag.models import create_annotator
-from phototag.report import HtmlReport, thumbnail_data_uri
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EVIL = "<script>alert('x')</script>&\"<img src=x onerror=alert(1)>.jpg"
@@ -69,7 +69,7 @@ def test_page_parses_and_escapes_everything(evil_photo, tmp_path):
     out = tmp_path / "report.html"
     with HtmlReport(out, title="run <b>1</b>") as report:
         report.add(evil_photo, [("<b>cat</b>", 0.9), ("sky & sea", 0.25)])
-        report.add(tmp_path / "bad\"<i>.jpg", error="bad<i>.jpg: the file is <empty>")
+        report.add(tmp_path / 'bad"<i>.jpg', error="bad<i>.jpg: the file is <empty>")
         report.summary = ["2 photos, 1 tagged, <1> skipped"]
     page = parse(out)
     names = [tag for tag, _ in page.tags]

@@ -393,7 +393,7 @@ def test_concurrent_clients(client):
 
 
 def test_data_folder_default(monkeypatch, tmp_path):
-    from phototag.feedback import default_data_dir
+    from phototag.library.feedback import default_data_dir
 
     monkeypatch.setenv("PHOTOTAG_DATA", str(tmp_path / "d"))
     assert default_data_dir() == tmp_path / "d"

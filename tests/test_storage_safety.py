@@ -24,8 +24,8 @@ from safetensors.numpy import load_file, save_file
 
 from phototag.data import from_label_sets
 from phototag.features.store import FeatureStore
-from phototag.feedback import FeedbackStore
 from phototag.fileio import DamagedFileError, StorageError
+from phototag.library.feedback import FeedbackStore
 from phototag.models import Annotator, create_annotator
 
 NO_SPACE = "no space left on the device: free some space and run again"
@@ -325,7 +325,7 @@ MALFORMED = {
     ),
     "argument out of range": (
         "tagprop", _config(lambda c: _set(c["config"], "k", 0)), C,
-        'field "config" is not valid: k: expected an integer >= 1, got 0',
+        'field "config" is not valid: k: expected an integer at least 1, got 0',
     ),
     "argument not a choice": (
         "tagprop", _config(lambda c: _set(c["config"], "weighting", "nearest")), C,
@@ -333,7 +333,7 @@ MALFORMED = {
     ),
     "member's argument of the wrong type": (
         "ensemble", _config(lambda c: _set(c["config"]["members"][0], "k", [3])), C,
-        'field "state" is not valid: k: expected an integer >= 1, got [3]',
+        'field "state" is not valid: k: expected an integer at least 1, got [3]',
     ),
     "unknown argument": (
         "tagprop", _config(lambda c: _set(c["config"], "bogus", 1)), C,

@@ -13,7 +13,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from phototag.app.cli import main
 from phototag.data import from_label_sets
-from phototag.library_training import drop_rare_labels, stratified_split
+from phototag.library.learning import drop_rare_labels, stratified_split
 from phototag.metadata import KeywordFields, _exiv2, read_keywords
 from phototag.models.base import read_model_config
 
@@ -86,8 +86,9 @@ def test_train_on_a_tagged_folder_then_annotate_its_untagged_photos(library, tmp
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "photos: 16 to train, 4 to validate" in printed
-    assert ("dropped 1 label:\n  Rare: too rare: on 1 photo, fewer than --min-label-count 3"
-            in printed)
+    assert (
+        "dropped 1 label:\n  Rare: too rare: on 1 photo, fewer than --min-label-count 3" in printed
+    )
     assert "label   train  valid  threshold  precision  recall" in printed
     report = json.loads((out / "training_report.json").read_text())
     rows = {r["label"]: r for r in report["labels"]}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 class PhototagError(Exception):
@@ -50,6 +54,9 @@ class DataDefectWarning(UserWarning):
 
 
 # ------------------------------------------------------------ argument checks
+# The one place that checks plain arguments (model and reader settings, options); each
+# returns the value as a plain Python int / float / choice (JSON-able configs) or raises
+# `InvalidInputError`. An optional argument is checked as ``None if v is None else check...``.
 def check_int(argument: str, value: object, minimum: int, maximum: int | None = None) -> int:
     """`value` as an int in ``[minimum, maximum]``, or `InvalidInputError`."""
     ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
@@ -59,18 +66,29 @@ def check_int(argument: str, value: object, minimum: int, maximum: int | None = 
     raise InvalidInputError(argument, f"an integer at least {minimum}{upper}", repr(value))
 
 
-def check_float(argument: str, value: object, minimum: float, strict: bool = True) -> float:
-    """`value` as a float above (or at least) `minimum`, or `InvalidInputError`."""
-    ok = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    if ok and (value > minimum if strict else value >= minimum):
+def check_float(
+    argument: str,
+    value: object,
+    minimum: float,
+    strict: bool = True,
+    maximum: float | None = None,
+) -> float:
+    """`value` as a finite float above (or, not `strict`, at least) `minimum` and at most
+    `maximum`, or `InvalidInputError`."""
+    number = isinstance(value, int | float | np.integer | np.floating)
+    ok = number and not isinstance(value, bool) and math.isfinite(value)
+    above = ok and (value > minimum if strict else value >= minimum)
+    if above and (maximum is None or value <= maximum):
         return float(value)
     word = "above" if strict else "at least"
-    raise InvalidInputError(argument, f"a number {word} {minimum}", repr(value))
+    upper = f" and at most {maximum}" if maximum is not None else ""
+    raise InvalidInputError(argument, f"a number {word} {minimum}{upper}", repr(value))
 
 
-def check_choice(argument: str, value: object, choices: Iterable[str]) -> str:
-    """`value` if it is one of `choices`, or `InvalidInputError`."""
+def check_choice(argument: str, value: object, choices: Iterable[T]) -> T:
+    """The one of `choices` (strings, or None) that `value` is, or `InvalidInputError`."""
     choices = tuple(choices)
-    if value in choices:
-        return str(value)
+    for choice in choices:
+        if value is choice or (isinstance(value, str) and value == choice):
+            return choice
     raise InvalidInputError(argument, f"one of {', '.join(map(repr, choices))}", repr(value))

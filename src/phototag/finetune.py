@@ -85,21 +85,6 @@ class FinetuneResult:
     losses: list[float]
 
 
-def torch_device(name: str) -> torch.device:
-    """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` as a torch device."""
-    import torch
-
-    if name not in ("auto", "cpu", "cuda"):
-        raise InvalidInputError("device", "auto, cpu or cuda", repr(name))
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(
-            "device", "a device this machine has", "'cuda' (no GPU)", "Use 'cpu' or 'auto'."
-        )
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def random_resized_crops(
     x: torch.Tensor, min_area: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -143,6 +128,7 @@ def finetune_encoder(
     import torch
     from torch import nn
 
+    from phototag.features.encoders.runtime import torch_device
     from phototag.models.linear import asymmetric_loss
 
     if train.image_paths is None:

@@ -20,7 +20,6 @@ import errno
 import hashlib
 import io
 import logging
-import numbers
 import os
 import stat
 import struct
@@ -34,7 +33,7 @@ from typing import IO, ClassVar, Final
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
 
-from phototag.errors import InvalidInputError, PhototagError
+from phototag.errors import PhototagError, check_int
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -179,9 +178,9 @@ def load_image(
     Raises :class:`ImageLoadError` for every problem with the file and
     :class:`~phototag.errors.InvalidInputError` for bad arguments.
     """
-    min_side = _positive_int_or_none("min_side", min_side)
-    max_side = _positive_int_or_none("max_side", max_side)
-    max_pixels = _positive_int_or_none("max_pixels", max_pixels)
+    min_side = None if min_side is None else check_int("min_side", min_side, 1)
+    max_side = None if max_side is None else check_int("max_side", max_side, 1)
+    max_pixels = None if max_pixels is None else check_int("max_pixels", max_pixels, 1)
     with _open_regular_file(path) as (f, size):
         head = _read_head(f, path, size)
         with _quiet_pillow(), _open_with_pillow(f, path, head, size) as image:
@@ -257,16 +256,6 @@ def load_rgb(
     """:func:`load_image` as a writable, C-contiguous ``uint8`` array of shape (H, W, 3)."""
     image = load_image(path, min_side=min_side, max_side=max_side, max_pixels=max_pixels)
     return np.array(image, dtype=np.uint8)
-
-
-def _positive_int_or_none(name: str, value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InvalidInputError(
-            name, "a positive integer or None", repr(value), f"pass e.g. {name}=224"
-        )
-    return int(value)
 
 
 def _target_size(

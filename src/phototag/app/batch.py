@@ -1,7 +1,7 @@
 """Batch runs that survive being killed: journal, progress bar, end-of-run summary.
 
 `phototag annotate` and `phototag features` go through here. Files a run's journal
-(`phototag.journal`) already holds are not processed again: an annotation is replayed
+(`phototag.library.journal`) already holds are not processed again: an annotation is replayed
 from the journal in its place, so the output of a resumed run is the output of an
 uninterrupted one. Both commands exit 0 only when every file was processed
 (`BatchSummary.exit_status`). docs/batches.md describes the behaviour for users.
@@ -21,10 +21,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from phototag import __version__
-from phototag.annotation import FileAnnotation
 from phototag.filenames import printable
 from phototag.imaging import ImageLoadError, iter_image_files
-from phototag.journal import Journal, default_journal_path
+from phototag.library.annotation import FileAnnotation
+from phototag.library.journal import Journal, default_journal_path
 
 #: Options that change how results are shown or how fast they come, not what they are.
 PRESENTATION_OPTIONS = frozenset(
@@ -166,7 +166,7 @@ def resume_annotations(
     """``(annotation, replayed)`` per path, in order; only unjournaled paths are annotated.
 
     `annotate` receives the paths still to do and must yield one annotation per path in
-    that order (`phototag.annotation.annotate_files` does). Journaled paths come back
+    that order (`phototag.library.annotation.annotate_files` does). Journaled paths come back
     from the journal with ``replayed=True``. Recording fresh results is the caller's
     job (`record_annotation`), after it has done everything else with them.
     """
@@ -260,61 +260,3 @@ class BatchSummary:
     def print(self, journal: Journal | None = None) -> None:
         for line in self.lines(journal):
             print(line, file=sys.stderr)
-
-
-# ------------------------------------------------------------------------ features
-def extract_resumable(paths: Sequence[str], journal: Journal, args: argparse.Namespace):
-    """Store ``args.encoder`` features of `paths` not journaled yet, chunk by chunk.
-
-    Journaled files are neither hashed nor decoded again. Prints the extraction report
-    (computed, already stored, failed) and returns the run's `BatchSummary`.
-    """
-    from phototag.features.extract import (
-        ExtractionReport,
-        create_source,
-        extract_features,
-        open_store,
-    )
-    from phototag.features.store import default_store_root
-
-    encoder = create_source(args.encoder, runtime=args.runtime)
-    root = default_store_root() if args.store is None else args.store
-    summary = BatchSummary("features", done_word="stored")
-    total = ExtractionReport()
-    done = journal.completed(paths)
-    for path, entry in done.items():
-        _report_skip(entry.error)
-        summary.add(path, entry.error, replayed=True)
-    todo = [p for p in paths if p not in done]
-    bar = progress_bar(len(paths), len(done), "features")
-    with open_store(root, encoder, args.dtype) as store:
-        for start in range(0, len(todo), args.chunk_size):
-            chunk = todo[start : start + args.chunk_size]
-            digests, report = extract_features(
-                chunk, encoder, store, batch_size=args.batch_size, workers=args.workers,
-                progress=False,
-            )  # fmt: skip
-            errors = dict(report.failures)
-            for path, digest in zip(chunk, digests, strict=True):
-                error = None if digest is not None else errors.get(path, "no features")
-                journal.record(path, None if error else {"digest": digest}, error)
-                _report_skip(error)
-                summary.add(path, error)
-            _accumulate(total, report)
-            bar.update(len(chunk))
-    bar.close()
-    print(f"{encoder.name}: {total.summary()}", file=sys.stderr)
-    return summary
-
-
-def _report_skip(error: str | None) -> None:
-    if error is not None:
-        print(f"skipped: {printable(error)}", file=sys.stderr)
-
-
-def _accumulate(total: Any, report: Any) -> None:
-    total.n_files += report.n_files
-    total.n_computed += report.n_computed
-    total.n_reused += report.n_reused
-    total.failures.extend(report.failures)
-    total.seconds += report.seconds

@@ -2,7 +2,7 @@
 
 Upload photos or browse a configured folder, see each photo's suggested keywords with
 their scores, accept or reject each one. Decisions go to ``feedback.sqlite`` in the
-data folder (`phototag.feedback`), which ``phototag train --feedback`` learns from.
+data folder (`phototag.library.feedback`), which ``phototag train --feedback`` learns from.
 The security rules are in `phototag.app.web.security`; docs/serve.md explains them.
 """
 
@@ -52,15 +52,15 @@ from phototag.app.web.security import (
 )
 from phototag.app.web.tagger import PhotoUnreadable, Tagger
 from phototag.errors import InvalidInputError
-from phototag.feedback import (
+from phototag.fileio import DamagedFileError, StorageError, atomic_write
+from phototag.imaging import ImageLoadError, load_image
+from phototag.library.feedback import (
     DATABASE_FILE,
     Decision,
     FeedbackStore,
     Photo,
     default_data_dir,
 )
-from phototag.fileio import DamagedFileError, StorageError, atomic_write
-from phototag.imaging import ImageLoadError, load_image
 
 _log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "web" / "static"

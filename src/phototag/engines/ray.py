@@ -10,7 +10,7 @@ With one CPU per actor (the default) both steps ask for the same resources, so R
 fuses them into the actors (decoded pixels never cross the network; each actor decodes a
 batch, then encodes and scores it), and scales the actor pool with the cluster's CPUs.
 
-It gives the same records as the local engine (`phototag.annotation.annotate_files`):
+It gives the same records as the local engine (`phototag.library.annotation.annotate_files`):
 the same photo-to-input path (`phototag.features.extract.load_model_input`), the same
 forward pass and decoding, the same error text for unreadable photos, and the input
 order. Nothing large is pickled: workers receive the model as a shipped name or a
@@ -33,14 +33,14 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from phototag.annotation import FileAnnotation, Scorer, UserVocabulary
 from phototag.data import AnnotationSet
-from phototag.decoding import Decoder, decoder_from_config
 from phototag.errors import InvalidInputError, PhototagError
+from phototag.evaluation.decoding import Decoder, decoder_from_config
 from phototag.features.encoders import Preprocess
 from phototag.features.encoders.base import POOLED
 from phototag.features.extract import create_source, is_descriptor, load_model_input
 from phototag.imaging import ImageLoadError
+from phototag.library.annotation import FileAnnotation, Scorer, UserVocabulary
 from phototag.models.base import decoded_tags
 from phototag.pretrained import DEFAULT_MODEL, load_model
 

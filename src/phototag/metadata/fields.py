@@ -154,7 +154,3 @@ class KeywordFields:
             hierarchical=mine(self.hierarchical),
             digikam=mine(self.digikam),
         )
-
-    def is_empty(self) -> bool:
-        return not (self.subject or self.hierarchical or self.digikam or self.iptc
-                    or self.automatic)  # fmt: skip

@@ -1,4 +1,5 @@
-"""Annotation models; each family keeps its own module and registers by name."""
+"""Annotation models: one subpackage per family, each registering its `*Annotator` classes
+by name; `create_annotator(name, **config)` builds one."""
 
 from phototag.models.base import Annotator
 from phototag.models.registry import (

@@ -26,8 +26,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from phototag.data import AnnotationSet, Vocabulary
-from phototag.decoding import Decoder, TopK, decoder_from_config
 from phototag.errors import InvalidInputError, NotFittedError, PhototagError
+from phototag.evaluation.decoding import Decoder, TopK, decoder_from_config
 from phototag.fileio import DamagedFileError, atomic_write
 
 CONFIG_FILE = "config.json"

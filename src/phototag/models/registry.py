@@ -1,8 +1,14 @@
-"""Model registry: short names -> `Annotator` classes, like timm's `create_model`."""
+"""Model registry: short names -> `Annotator` classes, like timm's `create_model`.
+
+Every subpackage of `phototag.models` is a model family; the registry imports them all, so
+a new family registers by existing (no list to edit).
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,15 +33,12 @@ def register_annotator(name: str) -> Callable[[A], A]:
 
 
 def _import_builtin_models() -> None:
-    from phototag.models import (  # noqa: F401
-        cca,
-        ensemble,
-        knn,
-        linear,
-        open_vocabulary,
-        prior,
-        regression,
-    )
+    """Import every model family: each subpackage of `phototag.models` registers its classes."""
+    import phototag.models
+
+    for family in pkgutil.iter_modules(phototag.models.__path__, "phototag.models."):
+        if family.ispkg:
+            importlib.import_module(family.name)
 
 
 def available_annotators() -> list[str]:

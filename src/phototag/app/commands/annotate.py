@@ -70,7 +70,6 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
 def _run_annotate(args: argparse.Namespace) -> int:
     import csv
 
-    from phototag.annotation import UserVocabulary, annotate_files
     from phototag.app.batch import (
         BatchSummary,
         find_photos,
@@ -79,8 +78,9 @@ def _run_annotate(args: argparse.Namespace) -> int:
         record_annotation,
         resume_annotations,
     )
-    from phototag.decoding import Threshold, TopK
+    from phototag.evaluation.decoding import Threshold, TopK
     from phototag.filenames import json_text, printable
+    from phototag.library.annotation import UserVocabulary, annotate_files
     from phototag.models.open_vocabulary import read_word_list
     from phototag.pretrained import load_model
 
@@ -176,7 +176,7 @@ def _maybe_report(path: Path | None, title: str) -> Any:
     """An `HtmlReport` writing to `path`, or a no-op context giving ``None``."""
     import contextlib
 
-    from phototag.report import HtmlReport
+    from phototag.library.report import HtmlReport
 
     return HtmlReport(path, title=title) if path is not None else contextlib.nullcontext()
 

@@ -44,15 +44,15 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
 def _run_benchmark(args: argparse.Namespace) -> int:
     import inspect
 
-    from phototag.benchmark import (
+    from phototag.data.readers import read_dataset
+    from phototag.evaluation.benchmark import (
         COREL5K_MODELS,
         ModelSpec,
         markdown_table,
         rows_as_json,
         run_benchmark,
     )
-    from phototag.data.readers import read_dataset
-    from phototag.models import annotator_class
+    from phototag.models import annotator_class, create_annotator
 
     models: dict[str, ModelSpec] = {}
     for spec in args.models or COREL5K_MODELS:
@@ -67,7 +67,13 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     dataset = read_dataset(f"corel5k:{args.data}")
     train = attach_features(dataset.split("train"), features, args)
     test = attach_features(dataset.split("test"), features, args)
-    rows = run_benchmark(train, test, models, progress=lambda line: print(line, file=sys.stderr))
+    rows = run_benchmark(
+        train,
+        test,
+        models,
+        factory=create_annotator,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
     print(markdown_table(rows))
     if args.json:
         atomic_write(args.json, json.dumps(rows_as_json(rows), indent=2) + "\n")

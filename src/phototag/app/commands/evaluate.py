@@ -39,8 +39,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from phototag.data.readers import read_dataset
-    from phototag.evaluation import evaluate_model, evaluate_predictions
-    from phototag.predictions import read_predictions
+    from phototag.evaluation.evaluate import evaluate_model, evaluate_predictions
+    from phototag.evaluation.predictions import read_predictions
 
     target = read_dataset(args.dataset).split(args.split)
     if args.model is not None:

@@ -97,7 +97,7 @@ def _train_on_library(
 
     import numpy as np
 
-    from phototag.library_training import fit_on_library
+    from phototag.library.learning import fit_on_library
 
     if args.split in dataset.splits:
         tagged = dataset.split(args.split)
@@ -125,7 +125,7 @@ def _with_feedback(dataset: Any, args: argparse.Namespace) -> Any:
     """`dataset` with the decisions of ``--feedback DB`` applied (unchanged without it)."""
     if getattr(args, "feedback", None) is None:
         return dataset
-    from phototag.feedback import merge_feedback
+    from phototag.library.feedback import merge_feedback
 
     dataset, report = merge_feedback(dataset, args.feedback, split=args.split)
     print(f"feedback: {report.summary()}", file=sys.stderr)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from phototag.annotation import annotate_files
-from phototag.decoding import TopK
 from phototag.errors import PhototagError
+from phototag.evaluation.decoding import TopK
 from phototag.features.extract import create_sources
+from phototag.library.annotation import annotate_files
 from phototag.models.base import Annotator, decoded_tags
 
 _STOP = None

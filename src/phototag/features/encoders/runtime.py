@@ -1,4 +1,4 @@
-"""Where an encoder's forward pass runs: eager PyTorch or ONNX Runtime.
+"""Where an encoder's forward pass runs: eager PyTorch or ONNX Runtime, on which device.
 
 ``runtime="onnx"`` exports the network once (TorchScript-based ``torch.onnx.export``,
 fixed input size, dynamic batch) into the cache directory, keyed by encoder name,
@@ -39,6 +39,19 @@ ONNX_OPSET: Final = 17
 EXPORT_VERSION: Final = 1
 INPUT_NAME: Final = "image"
 PIXELS_NAME: Final = "pixels"
+
+
+def torch_device(name: str) -> torch.device:
+    """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` as a torch device."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise InvalidInputError("device", "auto, cpu or cuda", repr(name))
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(
+            "device", "a device this machine has", "'cuda' (no GPU)", "Use 'cpu' or 'auto'."
+        )
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 def attach_runtime(encoder: ImageEncoder, runtime: str, cache_dir: str | Path | None) -> None:

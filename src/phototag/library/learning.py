@@ -16,8 +16,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from phototag.data import AnnotationSet, Vocabulary
-from phototag.decoding import LabelThresholds
 from phototag.errors import InvalidInputError
+from phototag.evaluation.decoding import LabelThresholds
 from phototag.models.base import Annotator
 
 
@@ -73,6 +73,7 @@ class TrainingReport:
 
     def format(self) -> str:
         """A plain-text report for the terminal."""
+
         def number(value: float | None) -> str:
             return "-" if value is None else f"{value:.2f}"
 
@@ -127,6 +128,7 @@ def drop_rare_labels(
     """Labels on fewer than `min_count` photos removed, with the reason for each."""
     counts = data.label_frequencies()
     keep = counts >= min_count
+
     def reason(n: int) -> str:
         return f"too rare: on {n} photo{'s' * (n != 1)}, fewer than --min-label-count {min_count}"
 

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from phototag.data import AnnotationSet
-from phototag.decoding import TopK
 from phototag.errors import InvalidInputError, check_choice, check_float, check_int
-from phototag.metrics import annotation_report
-from phototag.models._knn_tagprop import Targets, fit_word_sigmoids
+from phototag.evaluation.decoding import TopK
+from phototag.evaluation.metrics import annotation_report
 from phototag.models.base import Annotator
+from phototag.models.knn.tagprop import Targets, fit_word_sigmoids
 from phototag.models.registry import annotator_class, create_annotator, register_annotator
 
 #: Candidate member weights (each point of the grid has at least one weight 1: only
@@ -60,7 +60,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 @register_annotator("ensemble")
-class Ensemble(Annotator):
+class EnsembleAnnotator(Annotator):
     """Late fusion of member models, weights and rare-word exponent chosen on held-out data.
 
     Args:
@@ -71,7 +71,7 @@ class Ensemble(Annotator):
         prior_exponent: the rare-word exponent; None = chosen by cross-validation.
         n_folds: folds of the cross-validation (also used for the calibration).
         top_k: labels per photo of the F1 that chooses the weights and the exponent.
-        metric: that F1 (`phototag.metrics.annotation_report` key): ``"C-F1"``, the
+        metric: that F1 (`phototag.evaluation.metrics.annotation_report` key): ``"C-F1"``, the
             per-word mean of the research benchmarks, rewards predicting rare words and
             so picks larger exponents; ``"O-F1"`` (over all predicted tags) keeps each
             photo's suggestions precise (docs/models/ensemble.md compares them).
@@ -133,7 +133,7 @@ class Ensemble(Annotator):
 
     # --------------------------------------------------------------- fit / score
     def _fit(self, train: AnnotationSet, valid: AnnotationSet | None) -> None:
-        from phototag.model_selection import cv_folds
+        from phototag.evaluation.model_selection import cv_folds
 
         if valid is not None:  # members fitted once; `valid` chooses and calibrates
             fitted = [member.fit(train) for member in self._new_members()]

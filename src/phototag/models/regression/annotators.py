@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from phototag.data import AnnotationSet
-from phototag.decoding import TopK
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, check_choice, check_float, check_int
+from phototag.evaluation.decoding import TopK
 from phototag.features.encoders import Backbone, ImageEncoder, create_encoder
 from phototag.features.encoders.preprocess import normalize
 from phototag.features.extract import _Pool, decoded_batches, default_workers
@@ -38,7 +38,7 @@ from phototag.models.base import Annotator
 from phototag.models.cca import label_embedding_matrix
 from phototag.models.registry import register_annotator
 
-__all__ = ["CNNRegressor", "TrunkMaps", "split_backbone"]
+__all__ = ["CNNRAnnotator", "TrunkMaps", "split_backbone"]
 
 OOV_CHOICES = ("onehot", "error")
 RUNTIMES = ("torch", "onnx")
@@ -122,27 +122,11 @@ class TrunkMaps:
 
 
 # ------------------------------------------------------------------------- validation
-def _number(name: str, value: Any, low: float, *, integer: bool = False, high: float = math.inf,
-            strict: bool = False) -> Any:  # fmt: skip
-    kind = "an integer" if integer else "a number"
-    valid_type = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    if not valid_type or not math.isfinite(value) or value < low or value > high or (
-        strict and value == low
-    ):
-        bounds = f"{'>' if strict else '>='} {low}" + (f" and <= {high}" if high < math.inf else "")
-        raise InvalidInputError(name, f"{kind} {bounds}", repr(value))
-    return int(value) if integer else float(value)
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise InvalidInputError(name, f"one of {', '.join(map(repr, choices))}", repr(value))
-    return value
 
 
 # ------------------------------------------------------------------------------ model
 @register_annotator("cnn_r")
-class CNNRegressor(Annotator):
+class CNNRAnnotator(Annotator):
     """CNN-R: fine-tune the encoder's last block + a projection into word-embedding space.
 
     Parameters:
@@ -210,21 +194,22 @@ class CNNRegressor(Annotator):
         self.encoder_weights = encoder_weights
         self.embedding = embedding
         self.normalize_embeddings = normalize_embeddings
-        self.oov = _choice("oov", oov, OOV_CHOICES)
-        self.epochs = _number("epochs", epochs, 1, integer=True)
-        self.batch_size = _number("batch_size", batch_size, 1, integer=True)
-        self.lr = _number("lr", lr, 0.0, strict=True)
-        self.block_lr = _number("block_lr", block_lr, 0.0)
-        self.weight_decay = _number("weight_decay", weight_decay, 0.0)
-        self.dropout = _number("dropout", dropout, 0.0, high=0.99)
+        self.oov = check_choice("oov", oov, OOV_CHOICES)
+        self.epochs = check_int("epochs", epochs, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.lr = check_float("lr", lr, 0.0)
+        self.block_lr = check_float("block_lr", block_lr, 0.0, strict=False)
+        self.weight_decay = check_float("weight_decay", weight_decay, 0.0, strict=False)
+        self.dropout = check_float("dropout", dropout, 0.0, strict=False, maximum=0.99)
         self.flip = flip
-        self.validation_fraction = _number("validation_fraction", validation_fraction, 0.0,
-                                           high=0.5)  # fmt: skip
-        self.patience = _number("patience", patience, 1, integer=True)
-        self.runtime = _choice("runtime", runtime, RUNTIMES)
-        self.device = _choice("device", device, DEVICES)
-        self.workers = None if workers is None else _number("workers", workers, 0, integer=True)
-        self.seed = _number("seed", seed, 0, integer=True)
+        self.validation_fraction = check_float(
+            "validation_fraction", validation_fraction, 0.0, strict=False, maximum=0.5
+        )
+        self.patience = check_int("patience", patience, 1)
+        self.runtime = check_choice("runtime", runtime, RUNTIMES)
+        self.device = check_choice("device", device, DEVICES)
+        self.workers = None if workers is None else check_int("workers", workers, 0)
+        self.seed = check_int("seed", seed, 0)
         self.verbose = verbose
 
     def required_features(self) -> tuple[str, ...]:
@@ -238,7 +223,7 @@ class CNNRegressor(Annotator):
 
     # ------------------------------------------------------------------ network
     def _torch_device(self) -> torch.device:
-        from phototag.finetune import torch_device
+        from phototag.features.encoders.runtime import torch_device
 
         return torch_device(self.device)
 

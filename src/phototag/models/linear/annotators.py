@@ -42,7 +42,7 @@ def asymmetric_loss(
 
 
 @register_annotator("linear")
-class LinearTagger(Annotator):
+class LinearAnnotator(Annotator):
     """One logistic output per label on L2-normalised, standardised features.
 
     Args:

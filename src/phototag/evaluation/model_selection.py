@@ -1,8 +1,8 @@
 """Hyperparameter selection by k-fold cross-validation on the training split only.
 
-Generic over `Annotator`s: any model built by ``model_factory(**params)`` is fitted on
-k - 1 folds and scored on the held-out fold with the metric suite of
-`phototag.metrics`; the test split is never touched.
+Generic over models (a `ScoringModel`, such as any `Annotator`): the model built by
+``model_factory(**params)`` is fitted on k - 1 folds and scored on the held-out fold with
+the metric suite of `phototag.evaluation.metrics`; the test split is never touched.
 
 >>> from phototag.models import create_annotator
 >>> result = select_by_cv(  # doctest: +SKIP
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from phototag.data import AnnotationSet
-from phototag.decoding import Decoder, TopK
 from phototag.errors import InvalidInputError
-from phototag.metrics import REPORT_KEYS, annotation_report
-from phototag.models.base import Annotator
+from phototag.evaluation.decoding import Decoder, TopK
+from phototag.evaluation.metrics import REPORT_KEYS, annotation_report
+from phototag.evaluation.protocols import ScoringModel
 
 __all__ = ["CVResult", "METRIC_ALIASES", "cv_folds", "parameter_grid", "select_by_cv"]
 
@@ -40,7 +40,7 @@ METRIC_ALIASES: dict[str, str] = {
     "n_plus": "N+",
     "map": "mAP_label",
 }
-"""Short metric names -> keys of `phototag.metrics.annotation_report`."""
+"""Short metric names -> keys of `phototag.evaluation.metrics.annotation_report`."""
 
 Metric = str | Callable[[Any, np.ndarray], float]
 
@@ -122,7 +122,7 @@ def _metric(metric: Metric) -> tuple[str, Callable[[Any, np.ndarray, np.ndarray]
 
 
 def select_by_cv(
-    model_factory: Callable[..., Annotator],
+    model_factory: Callable[..., ScoringModel],
     grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Sequence[Any]]],
     train: AnnotationSet,
     *,
@@ -140,7 +140,7 @@ def select_by_cv(
             (a registered class, or ``lambda **p: create_annotator(name, **fixed, **p)``).
         grid: ``{name: [values, ...]}`` (all combinations) or a list of such grids.
         train: the training split; it is split into `n_folds` seeded random folds.
-        metric: a key of `phototag.metrics.annotation_report` (``"C-F1"``, ``"O-F1"``,
+        metric: a key of `phototag.evaluation.metrics.annotation_report` (``"C-F1"``, ``"O-F1"``,
             ``"N+"``, ``"mAP_label"``, ...), an alias (``"f1"`` = C-F1, ``"precision"``,
             ``"recall"``, ``"n_plus"``, ``"map"``), or ``callable(y_true, y_score) ->
             float`` (higher is better). ``*_loss`` keys are minimised.
@@ -168,7 +168,7 @@ def select_by_cv(
         groups.setdefault(repr(sorted(fit_params.items())), []).append(i)
     results: list[dict[str, Any] | None] = [None] * len(points)
     for members in groups.values():
-        fitted: list[Annotator | None] = [None] * len(subsets)
+        fitted: list[ScoringModel | None] = [None] * len(subsets)
         for i in members:
             params = points[i]
             start = time.perf_counter()

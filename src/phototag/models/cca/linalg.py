@@ -102,20 +102,6 @@ def regularized_cca(
     return CCASolution(wx * signs, wt * signs, np.clip(s[:d], 0.0, None), lam_x, lam_t)
 
 
-def direct_cca(x: np.ndarray, t: np.ndarray, reg_x: float = 0.0, reg_t: float = 0.0) -> np.ndarray:
-    """Canonical correlations from Eq. (2) as written, via a dense generalised eigensolver.
-
-    Slow and less stable than `regularized_cca`; the reference the tests compare against.
-    """
-    n = x.shape[0]
-    cxx, ctt, cxt = x.T @ x / n, t.T @ t / n, x.T @ t / n
-    cxx = cxx + ridge(cxx, reg_x) * np.eye(len(cxx))
-    ctt = ctt + ridge(ctt, reg_t) * np.eye(len(ctt))
-    lhs = cxt @ np.linalg.solve(ctt, cxt.T)
-    eta = sla.eigh(lhs, cxx, eigvals_only=True)[::-1]
-    return np.sqrt(np.clip(eta[: min(x.shape[1], t.shape[1])], 0.0, None))
-
-
 # -------------------------------------------------------------------------------- kernels
 def chi2_distances(a: np.ndarray, b: np.ndarray, n_threads: int = 2) -> np.ndarray:
     """``sum_i (a_i - b_i)^2 / (a_i + b_i)`` between rows (0/0 counts 0); non-negative inputs."""

@@ -4,7 +4,7 @@ A kNN model's state is its training set: the feature matrices it was configured 
 (``train_features_<f>_``, float32 or float16) and the multi-hot labels as CSR arrays
 (``label_indptr_``, ``label_indices_``), so a saved model scores new items on its own.
 
-Distances. Each feature type ``f`` has a base distance ``d_f`` (`phototag.neighbors`
+Distances. Each feature type ``f`` has a base distance ``d_f`` (`phototag.search`
 metrics) and a scale ``s_f`` estimated on training pairs (``distance_scale_``: the mean or
 the max of ``d_f`` over up to 1,000 x 5,000 training pairs, self-pairs left out). The
 combined distance used to choose neighbours is the equally weighted mean
@@ -21,13 +21,13 @@ import scipy.sparse as sp
 from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError
 from phototag.models.base import Annotator
-from phototag.neighbors import (
+from phototag.search import (
     METHODS,
     NeighborIndex,
-    _pairwise,
     blocked_search,
     check_metric,
     paired_distances,
+    pairwise_distances,
 )
 
 FEATURE_DTYPES = ("float32", "float16")
@@ -197,8 +197,11 @@ class NeighborAnnotator(Annotator):
         rng = np.random.default_rng(0)
         rows = np.sort(rng.choice(n, size=min(n, SCALE_QUERIES), replace=False))
         cols = np.sort(rng.choice(n, size=min(n, SCALE_DATABASE), replace=False))
-        d = _pairwise(
-            np.asarray(x[rows], dtype=np.float32), np.asarray(x[cols], dtype=np.float32), metric
+        d = pairwise_distances(
+            np.asarray(x[rows], dtype=np.float32),
+            np.asarray(x[cols], dtype=np.float32),
+            metric,
+            check=False,
         )
         keep = rows[:, None] != cols[None, :]
         values = d[keep]
@@ -239,7 +242,8 @@ class NeighborAnnotator(Annotator):
         for q, x, metric, scale in zip(
             queries, self.train_features(), self.metrics, self.distance_scale_, strict=True
         ):
-            d = _pairwise(q, np.asarray(x[start:stop], dtype=np.float32), metric)
+            x32 = np.asarray(x[start:stop], dtype=np.float32)
+            d = pairwise_distances(q, x32, metric, check=False)
             d *= np.float32(1.0 / (scale * len(queries)))
             total = d if total is None else total + d
         assert total is not None

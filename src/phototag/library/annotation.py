@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from phototag.data import AnnotationSet, Vocabulary
-from phototag.decoding import Decoder, TopK
+from phototag.evaluation.decoding import Decoder, TopK
 from phototag.models.base import Annotator, decoded_tags
 
 if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are annotated
@@ -45,13 +45,15 @@ class UserVocabulary:
 
     def __init__(self, words: Sequence[str], trained: Annotator | None = None) -> None:
         from phototag.features.extract import is_descriptor, parse_source_spec
-        from phototag.models.open_vocabulary import ImageNetWordNet
+        from phototag.models.open_vocabulary import ImageNetWordNetAnnotator
 
         features = trained.required_features() if trained is not None else ()
         # the ImageNet classifier of the trained model's plain (option-free) encoder
         plain = [n for n in features if not is_descriptor(n) and not parse_source_spec(n)[1]]
         encoder = plain[0] if plain else "efficientnet_lite2"
-        self.open_vocabulary = ImageNetWordNet.from_vocabulary(list(words), encoder_name=encoder)
+        self.open_vocabulary = ImageNetWordNetAnnotator.from_vocabulary(
+            list(words), encoder_name=encoder
+        )
         self.trained = trained
         self.vocabulary_ = self.open_vocabulary.vocabulary_
         self.decoder_: Decoder = TopK(5)

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from phototag.data import AnnotationSet
-from phototag.decoding import TopK
-from phototag.metrics import annotation_report
-from phototag.model_selection import select_by_cv
-from phototag.models import create_annotator
+from phototag.evaluation.decoding import TopK
+from phototag.evaluation.metrics import annotation_report
+from phototag.evaluation.model_selection import select_by_cv
+from phototag.evaluation.protocols import ScoringModel
 
 #: Corel-5k rows of Table 1 of the CCA-KNN paper (Murthy, Maji, Manmatha), in percent.
 PUBLISHED_COREL5K: tuple[tuple[str, str, float, float, float, int], ...] = (
@@ -88,6 +88,7 @@ def run_benchmark(
     models: Mapping[str, ModelSpec | Mapping[str, Any]],
     k: int = 5,
     *,
+    factory: Callable[..., ScoringModel],
     n_folds: int = 3,
     progress: Callable[[str], None] | None = None,
 ) -> list[BenchmarkRow]:
@@ -96,6 +97,8 @@ def run_benchmark(
     A `ModelSpec` with a grid first picks its hyperparameters by `n_folds`-fold
     cross-validation on `train` alone (metric: C-F1 of the top-`k` labels); a plain
     mapping is used as the configuration as it is. The test split is touched once.
+    ``factory(name, **config)`` builds each model (`phototag.models.create_annotator` for
+    the registered ones).
     """
     rows = []
     for label, spec in models.items():
@@ -107,9 +110,7 @@ def run_benchmark(
         if spec.grid:
             start = time.perf_counter()
             result = select_by_cv(
-                lambda _name=name, _config=config, **params: create_annotator(
-                    _name, **_config, **params
-                ),
+                lambda _name=name, _config=config, **params: factory(_name, **_config, **params),
                 spec.grid,
                 train,
                 n_folds=n_folds,
@@ -122,7 +123,7 @@ def run_benchmark(
             if progress is not None:
                 chosen = f"{result.best_params} (C-F1 {result.best_score:.3f})"
                 progress(f"{label}: cross-validation chose {chosen} in {cv_seconds:.0f} s")
-        model = create_annotator(name, **config)
+        model = factory(name, **config)
         start = time.perf_counter()
         model.fit(train)
         fitted = time.perf_counter()

@@ -17,19 +17,18 @@ The equations, hyperparameters and costs are written out in ``docs/models/cca.md
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import parse_qsl
 
 import numpy as np
 import scipy.sparse as sp
 
 from phototag.data import AnnotationSet, Vocabulary
-from phototag.errors import InvalidInputError
-from phototag.models import _cca_linalg as la
+from phototag.errors import InvalidInputError, check_choice, check_float, check_int
 from phototag.models.base import Annotator, feature_matrix
+from phototag.models.cca import linalg as la
 from phototag.models.registry import register_annotator
 
 __all__ = [
@@ -54,32 +53,6 @@ TIE_BREAK = 1e-4
 
 
 # ------------------------------------------------------------------------ validation
-def _choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if value not in choices:
-        shown = ", ".join(repr(c) for c in choices)
-        raise InvalidInputError(name, f"one of {shown}", repr(value))
-
-
-def _number(
-    name: str,
-    value: Any,
-    minimum: float,
-    *,
-    integer: bool = False,
-    strict: bool = False,
-    optional: bool = False,
-) -> Any:
-    """`value` checked and converted to a plain int / float (JSON-able config)."""
-    if value is None and optional:
-        return None
-    kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real)
-    if isinstance(value, bool) or not ok_type or not np.isfinite(float(value)):
-        raise InvalidInputError(name, kind + (" or None" if optional else ""), repr(value))
-    if value < minimum or (strict and value == minimum):
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise InvalidInputError(name, f"{kind} {bound}", repr(value))
-    return int(value) if integer else float(value)
 
 
 # ------------------------------------------------------------------------- text view
@@ -205,18 +178,18 @@ class _CCAFamily(Annotator):
                 "None (binary label vectors) or an embedding spec",
                 repr(self.embedding),
             )
-        self.dim = _number("dim", self.dim, 1, integer=True, optional=True)
-        self.reg_x = _number("reg_x", self.reg_x, 0.0)
-        self.reg_t = _number("reg_t", self.reg_t, 0.0)
-        self.power = _number("power", self.power, 0.0)
-        _choice("normalize", self.normalize, NORMALIZATIONS)
-        _choice("match", self.match, MATCHES)
-        _choice("distance", self.distance, DISTANCES)
-        _choice("kernel", self.kernel, KERNEL_CHOICES)
-        self.gamma = _number("gamma", self.gamma, 0.0, strict=True, optional=True)
-        self.n_landmarks = _number("n_landmarks", self.n_landmarks, 1, integer=True)
-        self.seed = _number("seed", self.seed, 0, integer=True)
-        _choice("method", self.method, METHODS)
+        self.dim = None if self.dim is None else check_int("dim", self.dim, 1)
+        self.reg_x = check_float("reg_x", self.reg_x, 0.0, strict=False)
+        self.reg_t = check_float("reg_t", self.reg_t, 0.0, strict=False)
+        self.power = check_float("power", self.power, 0.0, strict=False)
+        check_choice("normalize", self.normalize, NORMALIZATIONS)
+        check_choice("match", self.match, MATCHES)
+        check_choice("distance", self.distance, DISTANCES)
+        check_choice("kernel", self.kernel, KERNEL_CHOICES)
+        self.gamma = None if self.gamma is None else check_float("gamma", self.gamma, 0.0)
+        self.n_landmarks = check_int("n_landmarks", self.n_landmarks, 1)
+        self.seed = check_int("seed", self.seed, 0)
+        check_choice("method", self.method, METHODS)
 
     def _kernelized(self) -> bool:
         return False
@@ -562,10 +535,10 @@ class CCAKNNAnnotator(_CCAFamily):
 
     def _validate(self) -> None:
         super()._validate()
-        _choice("base", self.base, BASES)
-        self.k = _number("k", self.k, 1, integer=True)
-        _choice("vote", self.vote, VOTES)
-        self.sigma = _number("sigma", self.sigma, 0.0, strict=True)
+        check_choice("base", self.base, BASES)
+        self.k = check_int("k", self.k, 1)
+        check_choice("vote", self.vote, VOTES)
+        self.sigma = check_float("sigma", self.sigma, 0.0)
 
     def _kernelized(self) -> bool:
         return self.base == "kcca"

@@ -60,12 +60,16 @@ import numpy as np
 from phototag.errors import InvalidInputError, NotFittedError
 
 __all__ = [
+    "KL_EPS",
     "METHODS",
     "METRICS",
     "NeighborIndex",
     "blocked_search",
+    "check_metric",
+    "normalize_rows",
     "paired_distances",
     "pairwise_distances",
+    "smallest",
 ]
 
 Metric = Literal["l2", "sqeuclidean", "cosine", "l1", "chi2", "kl"]
@@ -82,6 +86,7 @@ _BLOCK_CELLS = 1 << 24
 
 # ------------------------------------------------------------------------------ validation
 def check_metric(metric: str, argument: str = "metric") -> str:
+    """`metric` if it is one of `METRICS`, else `InvalidInputError` naming `argument`."""
     if metric not in METRICS:
         raise InvalidInputError(argument, f"one of {', '.join(METRICS)}", repr(metric))
     return metric
@@ -121,7 +126,8 @@ def _as_float32_block(x: np.ndarray, argument: str, metric: str, offset: int = 0
     return block
 
 
-def _normalize_rows(x: np.ndarray) -> np.ndarray:
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean length; zero rows stay zero."""
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))
     norms[norms == 0] = 1.0
     return x / norms[:, None]
@@ -175,12 +181,19 @@ def _kl(q: np.ndarray, x: np.ndarray) -> np.ndarray:
     return d
 
 
-def pairwise_distances(queries: np.ndarray, database: np.ndarray, metric: str) -> np.ndarray:
+def pairwise_distances(
+    queries: np.ndarray, database: np.ndarray, metric: str, *, check: bool = True
+) -> np.ndarray:
     """float32 ``[n_queries, n_database]`` distances with the NumPy kernels (see module doc).
 
-    Meant for blocks that fit in memory; `NeighborIndex` calls it block by block.
+    Meant for blocks that fit in memory; `NeighborIndex` calls it block by block. With
+    ``check=False`` the rows must already be float32, finite, of the same width, and
+    non-negative for ``chi2``/``kl`` (a model's own validated features): nothing is copied
+    or checked.
     """
     check_metric(metric)
+    if not check:
+        return _pairwise(queries, database, metric)
     q = _as_float32_block(_check_matrix(queries, "queries"), "queries", metric)
     x = _as_float32_block(_check_matrix(database, "database", q.shape[1]), "database", metric)
     return _pairwise(q, x, metric)
@@ -192,7 +205,7 @@ def _pairwise(q: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
     if metric == "l2":
         return np.sqrt(_sqeuclidean(q, x))
     if metric == "cosine":
-        d = _sqeuclidean(_normalize_rows(q), _normalize_rows(x))
+        d = _sqeuclidean(normalize_rows(q), normalize_rows(x))
         d *= 0.5
         return d
     if metric == "l1":
@@ -210,7 +223,7 @@ def paired_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     if a.shape != b.shape:
         raise InvalidInputError("b", f"shape {a.shape} (the shape of a)", f"{b.shape}")
     if metric == "cosine":
-        a, b = _normalize_rows(a), _normalize_rows(b)
+        a, b = normalize_rows(a), normalize_rows(b)
     if metric in ("l2", "sqeuclidean", "cosine"):
         diff = a - b
         d = np.einsum("ij,ij->i", diff, diff)
@@ -226,8 +239,11 @@ def paired_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- top-k selection
-def _smallest(dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the `k` smallest entries in (distance, column) order: exact tie handling."""
+def smallest(dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the `k` smallest entries and their columns, in (distance, column) order.
+
+    Exact tie handling: of equal distances, the lower column comes first and is kept.
+    """
     n_rows, n_cols = dist.shape
     if k >= n_cols:
         idx = np.argsort(dist, axis=1, kind="stable")
@@ -290,7 +306,7 @@ def blocked_search(
         if exclude_self:
             inside = (query_rows >= start) & (query_rows < stop)
             dist[np.flatnonzero(inside), query_rows[inside] - start] = np.inf
-        d, i = _smallest(dist, min(k, stop - start))
+        d, i = smallest(dist, min(k, stop - start))
         best = _merge(best, d, i + start, k)
     assert best is not None
     return best[0].astype(np.float32), best[1].astype(np.int64)
@@ -379,7 +395,7 @@ class NeighborIndex:
     def _ivf_space(self, block: np.ndarray) -> np.ndarray:
         """Rows as the IVF index stores them."""
         if self.metric == "cosine":
-            return _normalize_rows(block)
+            return normalize_rows(block)
         if self.metric in NONNEGATIVE:
             return np.sqrt(block)
         return block
@@ -468,7 +484,7 @@ class NeighborIndex:
             """Raw kernel values: squared distances (of unit vectors for cosine), or KL."""
             x = self._database_block(start, stop)
             if self.metric == "cosine":
-                return _sqeuclidean(prepared, _normalize_rows(x))
+                return _sqeuclidean(prepared, normalize_rows(x))
             raw = "sqeuclidean" if self.metric == "l2" else self.metric
             return _pairwise(prepared, x, raw)
 
@@ -546,13 +562,13 @@ class NeighborIndex:
         return out
 
     def _prepare_queries(self, q: np.ndarray) -> np.ndarray:
-        return _normalize_rows(q) if self.metric == "cosine" else q
+        return normalize_rows(q) if self.metric == "cosine" else q
 
     def _faiss_knn(self, q: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.metric == "l1":
             return faiss.knn(q, x, k, metric=faiss.METRIC_L1)
         if self.metric == "cosine":
-            x = _normalize_rows(x)
+            x = normalize_rows(x)
         d, i = faiss.knn(q, x, k, metric=faiss.METRIC_L2)
         np.maximum(d, 0.0, out=d)
         return d, i

@@ -41,9 +41,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
 
-from phototag.decoding import top_m
-from phototag.metrics import class_f1_score, overall_f1_score
-from phototag.neighbors import KL_EPS, _normalize_rows, _pairwise, _smallest
+from phototag.evaluation.decoding import top_m
+from phototag.evaluation.metrics import class_f1_score, overall_f1_score
+from phototag.search import KL_EPS, normalize_rows, pairwise_distances, smallest
 
 TEMPERATURES = np.geomspace(0.003, 3.0, 25)
 
@@ -66,7 +66,7 @@ def semantic_neighbourhoods(dist: np.ndarray, groups: list[np.ndarray], k1: int)
         if len(members) == 0:
             continue
         m = min(k1, len(members))
-        d, i = _smallest(dist[:, members], m)
+        d, i = smallest(dist[:, members], m)
         out[:, label, :m] = np.where(np.isfinite(d), members[i], -1)
     return out
 
@@ -141,7 +141,7 @@ def group_bounds(dim: int, groups: int) -> np.ndarray:
 def elementwise_terms(q: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
     """Per-dimension additive distance terms of paired rows (float32 ``[n, dim]``)."""
     if metric == "cosine":
-        q, x = _normalize_rows(q), _normalize_rows(x)
+        q, x = normalize_rows(q), normalize_rows(x)
         d = q - x
         return 0.5 * d * d
     if metric in ("l2", "sqeuclidean"):
@@ -165,11 +165,11 @@ def weighted_pairwise(q: np.ndarray, x: np.ndarray, metric: str, w: np.ndarray) 
     w = w.astype(np.float32)
     if metric in ("l2", "sqeuclidean", "cosine"):
         if metric == "cosine":
-            q, x, w = _normalize_rows(q), _normalize_rows(x), w * np.float32(0.5)
+            q, x, w = normalize_rows(q), normalize_rows(x), w * np.float32(0.5)
         r = np.sqrt(w)
-        return _pairwise(q * r, x * r, "sqeuclidean")
+        return pairwise_distances(q * r, x * r, "sqeuclidean", check=False)
     if metric in ("l1", "chi2"):  # both are 1-homogeneous per dimension
-        return _pairwise(q * w, x * w, metric)
+        return pairwise_distances(q * w, x * w, metric, check=False)
     eps = np.float32(KL_EPS)
     h = np.einsum("ij,ij->i", q * w, np.log(q + eps))
     return h[:, None] - (q * w) @ np.log(x + eps).T

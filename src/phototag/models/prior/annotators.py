@@ -14,7 +14,7 @@ from phototag.models.registry import register_annotator
 
 
 @register_annotator("prior")
-class LabelPrior(Annotator):
+class PriorAnnotator(Annotator):
     """Score of label ``j`` = (items with ``j`` + `smoothing`) / (items + 2 `smoothing`)."""
 
     def __init__(self, smoothing: float = 1.0) -> None:

@@ -56,7 +56,7 @@ _COLUMNS = {
 
 def canonical_json(value: Any) -> str:
     """`value` as JSON with sorted keys and no spaces: equal values, equal text (file names
-    that are not UTF-8 included, as `phototag.report.json_text` writes them)."""
+    that are not UTF-8 included, as `phototag.library.report.json_text` writes them)."""
     return json_text(value, sort_keys=True, separators=(",", ":"))
 
 
@@ -237,11 +237,6 @@ class Journal:
     def __len__(self) -> int:
         with self._database() as db:
             return db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-
-    def n_errors(self) -> int:
-        """How many recorded files ended in an error."""
-        with self._database() as db:
-            return db.execute("SELECT COUNT(*) FROM files WHERE error IS NOT NULL").fetchone()[0]
 
     # ------------------------------------------------------------------ writing
     def record(

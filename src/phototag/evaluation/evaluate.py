@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from phototag.data import AnnotationSet
-from phototag.decoding import Decoder, parse_protocol
 from phototag.errors import InvalidInputError
-from phototag.metrics import annotation_report
-from phototag.models.base import Annotator
-from phototag.predictions import Predictions
+from phototag.evaluation.decoding import Decoder, parse_protocol
+from phototag.evaluation.metrics import annotation_report
+from phototag.evaluation.predictions import Predictions
+from phototag.evaluation.protocols import FittedModel
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def evaluate_predictions(
 
 
 def evaluate_model(
-    model: Annotator, target: AnnotationSet, protocol: str = "top5"
+    model: FittedModel, target: AnnotationSet, protocol: str = "top5"
 ) -> EvaluationResult:
     """Score `target` with `model`; ``protocol="model"`` uses the model's own decoder."""
     decoder = model.decoder_ if protocol == "model" else parse_protocol(protocol)
@@ -61,7 +61,7 @@ def evaluate_model(
     return evaluate_scores(target, scores, decoder)
 
 
-def _align_columns(scores: np.ndarray, model: Annotator, target: AnnotationSet) -> np.ndarray:
+def _align_columns(scores: np.ndarray, model: FittedModel, target: AnnotationSet) -> np.ndarray:
     """Model scores re-ordered to the dataset vocabulary; labels the model lacks score lowest."""
     aligned = np.full((len(scores), target.n_labels), scores.min() - 1.0, dtype=np.float32)
     shared = [name for name in model.vocabulary_ if name in target.vocabulary]

@@ -1,7 +1,7 @@
 """Nearest-neighbour annotators: JEC, TagProp (+sigma-ML), 2PKNN (+ML) and ML-kNN.
 
 Every model here keeps its training set (features of the configured ``features`` keys and the
-labels) as saved state, finds neighbours with `phototag.neighbors`, and scores labels from the
+labels) as saved state, finds neighbours with `phototag.search`, and scores labels from the
 neighbours' labels. Equations, score definitions and complexity: ``docs/models/knn.md``.
 
 Common constructor arguments:
@@ -10,7 +10,7 @@ Common constructor arguments:
   equal weights after scaling each feature's distance by its mean (JEC: max) training
   distance.
 * ``metric``: one distance for all features or one per feature (``l2``, ``sqeuclidean``,
-  ``cosine``, ``l1``, ``chi2``, ``kl``; see `phototag.neighbors`).
+  ``cosine``, ``l1``, ``chi2``, ``kl``; see `phototag.search`).
 * ``feature_dtype``: ``"float32"`` or ``"float16"`` storage of the training features (half
   the model size; distances are still computed in float32).
 * ``search``, ``nlist``, ``nprobe`` (JEC, TagProp, ML-kNN): ``"exact"`` (default), ``"ivf"``
@@ -23,8 +23,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from phototag.data import AnnotationSet
-from phototag.errors import InvalidInputError
-from phototag.models._knn_2pknn import (
+from phototag.errors import InvalidInputError, check_int
+from phototag.models.knn.base import NeighborAnnotator
+from phototag.models.knn.tagprop import (
+    Propagation,
+    TagPropProblem,
+    Targets,
+    distance_weights,
+    probabilities,
+    rank_weights,
+)
+from phototag.models.knn.twopass import (
     Neighbourhood,
     TripletProblem,
     elementwise_terms,
@@ -34,27 +43,18 @@ from phototag.models._knn_2pknn import (
     semantic_neighbourhoods,
     weighted_pairwise,
 )
-from phototag.models._knn_base import NeighborAnnotator
-from phototag.models._knn_tagprop import (
-    Propagation,
-    TagPropProblem,
-    Targets,
-    distance_weights,
-    probabilities,
-    rank_weights,
-)
 from phototag.models.registry import register_annotator
-from phototag.neighbors import _smallest
+from phototag.search import smallest
 
 DEFAULT_FEATURES = "efficientnet_lite2"
 
-__all__ = ["JEC", "MLKNN", "TagProp", "TwoPassKNN", "TwoPassKNNML"]
-
-
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InvalidInputError(name, "an integer >= 1", repr(value))
-    return int(value)
+__all__ = [
+    "JECAnnotator",
+    "MLKNNAnnotator",
+    "TagPropAnnotator",
+    "TwoPassKNNAnnotator",
+    "TwoPassKNNMLAnnotator",
+]
 
 
 def _neighbour_votes(index: np.ndarray, weights: np.ndarray, labels: sp.csr_matrix) -> np.ndarray:
@@ -70,7 +70,7 @@ def _neighbour_votes(index: np.ndarray, weights: np.ndarray, labels: sp.csr_matr
 
 # ------------------------------------------------------------------------------------ JEC
 @register_annotator("jec")
-class JEC(NeighborAnnotator):
+class JECAnnotator(NeighborAnnotator):
     """Joint Equal Contribution with greedy label transfer (Makadia et al., ECCV 2008).
 
     Distances of every feature are divided by their maximum over training pairs (the
@@ -94,7 +94,7 @@ class JEC(NeighborAnnotator):
         nlist: int | None = None,
         nprobe: int = 16,
     ) -> None:
-        self.k = _positive_int("k", k)
+        self.k = check_int("k", k, 1)
         if scale not in ("max", "mean"):
             raise InvalidInputError("scale", "'max' or 'mean'", repr(scale))
         self.scale = scale
@@ -133,7 +133,7 @@ class JEC(NeighborAnnotator):
 
 # -------------------------------------------------------------------------------- TagProp
 @register_annotator("tagprop")
-class TagProp(NeighborAnnotator):
+class TagPropAnnotator(NeighborAnnotator):
     """TagProp (Guillaumin et al., ICCV 2009): weighted neighbour votes learned by maximum
     likelihood, rank- or distance-based, optionally with word-specific sigmoids (sigma-ML).
 
@@ -162,13 +162,13 @@ class TagProp(NeighborAnnotator):
         nlist: int | None = None,
         nprobe: int = 16,
     ) -> None:
-        self.k = _positive_int("k", k)
+        self.k = check_int("k", k, 1)
         if weighting not in ("distance", "rank"):
             raise InvalidInputError("weighting", "'distance' or 'rank'", repr(weighting))
         self.weighting = weighting
         self.word_sigmoids = bool(word_sigmoids)
         self.balance = bool(balance)
-        self.max_iter = _positive_int("max_iter", max_iter)
+        self.max_iter = check_int("max_iter", max_iter, 1)
         self._init_neighbors(features, metric, feature_dtype, search, nlist, nprobe)
 
     def _distances(self, queries: list[np.ndarray] | None, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +216,7 @@ class TagProp(NeighborAnnotator):
 
 # ---------------------------------------------------------------------------------- 2PKNN
 @register_annotator("2pknn")
-class TwoPassKNN(NeighborAnnotator):
+class TwoPassKNNAnnotator(NeighborAnnotator):
     """2PKNN (Verma & Jawahar, ECCV 2012): per-label semantic neighbourhoods of `k1` images,
     then ``exp(-D / temperature)`` voting over their union.
 
@@ -238,11 +238,11 @@ class TwoPassKNN(NeighborAnnotator):
         tune_items: int = 2000,
         feature_dtype: str = "float32",
     ) -> None:
-        self.k1 = _positive_int("k1", k1)
+        self.k1 = check_int("k1", k1, 1)
         if temperature is not None and not (float(temperature) > 0):
             raise InvalidInputError("temperature", "a number > 0 or None", repr(temperature))
         self.temperature = temperature
-        self.tune_items = _positive_int("tune_items", tune_items)
+        self.tune_items = check_int("tune_items", tune_items, 1)
         self._init_neighbors(features, metric, feature_dtype, "exact", None, 16)
 
     def _fit(self, train: AnnotationSet, valid: AnnotationSet | None) -> None:
@@ -294,7 +294,7 @@ class TwoPassKNN(NeighborAnnotator):
 
 
 @register_annotator("2pknn_ml")
-class TwoPassKNNML(TwoPassKNN):
+class TwoPassKNNMLAnnotator(TwoPassKNNAnnotator):
     """2PKNN+ML: 2PKNN on a learned non-negative combination of distance components.
 
     Args:
@@ -323,14 +323,14 @@ class TwoPassKNNML(TwoPassKNN):
         feature_dtype: str = "float32",
     ) -> None:
         super().__init__(features, metric, k1, temperature, tune_items, feature_dtype)
-        self.ml_groups = _positive_int("ml_groups", ml_groups)
-        self.ml_impostors = _positive_int("ml_impostors", ml_impostors)
+        self.ml_groups = check_int("ml_groups", ml_groups, 1)
+        self.ml_impostors = check_int("ml_impostors", ml_impostors, 1)
         if not 0.0 <= float(ml_mu) <= 1.0:
             raise InvalidInputError("ml_mu", "a number in [0, 1]", repr(ml_mu))
         self.ml_mu = float(ml_mu)
-        self.ml_rounds = _positive_int("ml_rounds", ml_rounds)
-        self.ml_anchors = _positive_int("ml_anchors", ml_anchors)
-        self.max_iter = _positive_int("max_iter", max_iter)
+        self.ml_rounds = check_int("ml_rounds", ml_rounds, 1)
+        self.ml_anchors = check_int("ml_anchors", ml_anchors, 1)
+        self.max_iter = check_int("max_iter", max_iter, 1)
 
     # ------------------------------------------------------------------ the metric
     def _bounds(self) -> list[np.ndarray]:
@@ -413,7 +413,7 @@ class TwoPassKNNML(TwoPassKNN):
         for block, dist in self.distance_blocks(None, rows):
             selected = semantic_neighbourhoods(dist, groups, self.k1)
             share = np.asarray((labels[block] @ labels.T).todense()) > 0
-            d_imp, i_imp = _smallest(
+            d_imp, i_imp = smallest(
                 np.where(share, np.inf, dist), min(self.ml_impostors, dist.shape[1])
             )
             sl = slice(position, position + len(block))
@@ -435,7 +435,7 @@ class TwoPassKNNML(TwoPassKNN):
 
 # --------------------------------------------------------------------------------- ML-kNN
 @register_annotator("mlknn")
-class MLKNN(NeighborAnnotator):
+class MLKNNAnnotator(NeighborAnnotator):
     """ML-kNN (Zhang & Zhou, Pattern Recognition 2007): per label, the Bayesian posterior
     of the label given how many of the `k` neighbours carry it, with Laplace `smoothing`."""
 
@@ -450,7 +450,7 @@ class MLKNN(NeighborAnnotator):
         nlist: int | None = None,
         nprobe: int = 16,
     ) -> None:
-        self.k = _positive_int("k", k)
+        self.k = check_int("k", k, 1)
         if not float(smoothing) >= 0:
             raise InvalidInputError("smoothing", "a number >= 0", repr(smoothing))
         self.smoothing = float(smoothing)

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
 
-from phototag.models._knn_base import ragged_arange
+from phototag.models.knn.base import ragged_arange
 
 EPS = 1e-5
 SIGMOID_RIDGE = (
