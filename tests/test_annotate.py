@@ -60,6 +60,7 @@ def test_missing_and_unknown_model(photos, prior_model, capsys):
     assert code == 1 and "'no-such-model'" in err
 
 
+@pytest.mark.integration
 def test_user_vocabulary_without_training(photos, prior_model, tmp_path, capsys):
     words = tmp_path / "words.txt"
     words.write_text("cat\ncoffee\nanimal\nsky\n")

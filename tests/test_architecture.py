@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from functools import cache
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
@@ -107,7 +108,9 @@ def unit(module: str) -> str:
     return parts[1] if len(parts) > 1 else ROOT
 
 
+@cache
 def package_graph() -> dict[str, set[str]]:
+    """Package -> the packages it imports (read once per test session)."""
     graph: dict[str, set[str]] = defaultdict(set)
     for path in sorted((SRC / ROOT).rglob("*.py")):
         source = unit(module_name(path))

@@ -169,6 +169,7 @@ def _exact_kcca_correlations(x, t, kernel, gamma, reg_x, reg_t):
     return la.regularized_cca(phi, centred(t), reg_x, reg_t).correlations
 
 
+@pytest.mark.integration
 def test_nystroem_kcca_converges_to_exact_kcca():
     data = labelled_set(n=240, dim=10, seed=4, nonneg=True)
     x = data.features["feat"].astype(np.float64)
@@ -389,6 +390,7 @@ def test_labels_without_vectors_warn_and_get_zero_rows(tmp_path):
 
 
 # -------------------------------------------------------------------------------- CV
+@pytest.mark.integration
 def test_cross_validation_helper():
     data = labelled_set(n=240, seed=10)
     assert parameter_grid({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]

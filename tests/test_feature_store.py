@@ -52,6 +52,7 @@ def test_rows_written_without_index_entry_are_discarded(tmp_path):
         assert store.get(["a", "b"])[0].tolist() == [[1, 1], [2, 2]]
 
 
+@pytest.mark.integration
 def test_store_survives_a_killed_writer(tmp_path):
     script = textwrap.dedent(
         f"""
@@ -73,6 +74,7 @@ def test_store_survives_a_killed_writer(tmp_path):
         assert np.array_equal(vectors[:401, 0], np.arange(401))
 
 
+@pytest.mark.integration
 def test_concurrent_writers_and_a_reader_opening_mid_run_stay_consistent(tmp_path):
     script = textwrap.dedent(
         f"""

@@ -63,6 +63,7 @@ def test_recipe_rejects_bad_settings():
         FinetuneRecipe(min_area=0)
 
 
+@pytest.mark.integration
 def test_finetuning_changes_the_features_and_saves_a_loadable_network(folder, tmp_path):
     train = read_dataset(f"folder:{folder}").split("train")
     encoder = create_source(TINY, runtime="torch")
@@ -88,6 +89,7 @@ def test_finetuning_changes_the_features_and_saves_a_loadable_network(folder, tm
     assert np.isfinite(new).all() and not np.allclose(new, old, atol=1e-3)
 
 
+@pytest.mark.integration
 def test_the_command_writes_weights_and_prints_their_feature_name(folder, tmp_path, capsys):
     out = tmp_path / "w.safetensors"
     code = main(["finetune", "--dataset", f"folder:{folder}", "--out", str(out), "--encoder",

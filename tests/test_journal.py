@@ -212,6 +212,7 @@ def test_non_utf8_names_are_kept_exactly(tmp_path):
     db.close()
 
 
+@pytest.mark.integration
 def test_journal_filling_the_disk_mid_run_is_one_clear_error(tmpfs, prior_model, tmp_path):
     small_disk = tmpfs("1m")
     photos = tmp_path / "photos"
@@ -336,6 +337,7 @@ def journal_rows(path: Path) -> int:
         return 0  # not created yet
 
 
+@pytest.mark.integration
 def test_sigkilled_annotate_resumes_without_redoing_or_losing(
     library, lite0_model, tmp_path, monkeypatch, capsys
 ):
@@ -380,6 +382,7 @@ def test_sigkilled_annotate_resumes_without_redoing_or_losing(
     assert f"{N_PHOTOS + 1} resumed from journal" in third.err
 
 
+@pytest.mark.integration
 def test_features_command_resumes_from_its_journal(library, tmp_path, capsys):
     from phototag.app.cli import main
 

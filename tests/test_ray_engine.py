@@ -77,6 +77,7 @@ def _assert_same(ray_results, local_results) -> None:
         assert [s for _, s in got.tags] == pytest.approx([s for _, s in expected.tags], abs=1e-5)
 
 
+@pytest.mark.integration
 def test_same_records_as_local_engine_in_input_order(ray_local, photos, tmp_path):
     from phototag.engines.ray import ModelSource, annotate_files_ray
 
@@ -93,6 +94,7 @@ def test_same_records_as_local_engine_in_input_order(ray_local, photos, tmp_path
     assert all(r.tags for r in remote if r.error is None)
 
 
+@pytest.mark.integration
 def test_model_directory_without_features(ray_local, photos, tmp_path):
     """A model that reads no pixels (the label prior) decodes nothing, as locally."""
     from phototag.engines.ray import ModelSource, annotate_files_ray
@@ -107,6 +109,7 @@ def test_model_directory_without_features(ray_local, photos, tmp_path):
     assert remote[0].tags[0][0] == "sky"
 
 
+@pytest.mark.integration
 def test_worker_failure_names_the_cause(ray_local):
     """A model the workers cannot load (not on shared storage) ends in one clear error."""
     from phototag.engines.ray import ModelSource, annotate_files_ray
@@ -116,6 +119,7 @@ def test_worker_failure_names_the_cause(ray_local):
         list(annotate_files_ray([str(EXAMPLES / "chelsea.jpg")], missing, encoders=()))
 
 
+@pytest.mark.integration
 def test_cli_engine_ray_matches_local(ray_local, photos, tmp_path, capsys):
     words = tmp_path / "words.txt"
     words.write_text("cat\ncoffee\nrocket\nperson\nsky\n")
@@ -168,6 +172,7 @@ def test_ray_client_address_is_refused():
         list(annotate_files_ray(["a.jpg"], ModelSource(), encoders=(), address="ray://h:10001"))
 
 
+@pytest.mark.integration
 def test_models_reading_descriptors_are_refused_before_ray_starts():
     ray = _require_ray()
     from phototag.engines.ray import ModelSource, annotate_files_ray

@@ -100,6 +100,7 @@ def server(tiny_model, tmp_path):  # noqa: F811
         yield url, tmp_path / "data" / "feedback.sqlite"
 
 
+@pytest.mark.integration
 def test_upload_suggest_accept_in_chromium(sync_playwright, server, tmp_path):
     url, database = server
     profile = tmp_path / "chromium-profile"
@@ -160,6 +161,7 @@ EVIL_PAGE = """<!doctype html><title>cute cats</title>
 </script>"""
 
 
+@pytest.mark.integration
 def test_other_sites_cannot_use_the_service_through_the_browser(
     sync_playwright,
     tiny_model,  # noqa: F811

@@ -148,6 +148,7 @@ def test_cross_site_requests_change_nothing(served):
 
 
 # --------------------------------------------------------------------------- symlink race
+@pytest.mark.integration
 def test_swapping_a_folder_for_a_symlink_never_serves_outside(tiny_model, tmp_path):  # noqa: F811
     """A thread swaps sub/ for a symlink to an outside folder in a loop while requests run."""
     folder = tmp_path / "photos"
@@ -284,6 +285,7 @@ BODIES = [b"", b"{", b"[]", b"null", b'"x"', b'{"path": 5}', b'{"path": null}',
           b"\xff\xfe{}", b'{"a": ' * 200 + b"1" + b"}" * 200]  # fmt: skip
 
 
+@pytest.mark.integration
 def test_hostile_parameters_get_4xx_never_500(hostile):
     root, folder, client = hostile
     before = digests(root / "photos") | digests(root / "outside")
@@ -472,6 +474,7 @@ def run_memory_probe(model: str, root: Path, max_pixels: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration
 def test_big_images_are_refused_or_decoded_small(tiny_model, tmp_path):  # noqa: F811
     """A 144-megapixel PNG (< 1 MB) is refused at once, six at a time; a 144-megapixel
     baseline JPEG is decoded at reduced size; peak memory grows little."""
@@ -496,6 +499,7 @@ def test_big_images_are_refused_or_decoded_small(tiny_model, tmp_path):  # noqa:
     assert digests(photos) == before
 
 
+@pytest.mark.integration
 def test_thumbnail_decodes_are_capped(served, monkeypatch):
     """Many thumbnail requests at once: at most one decode per core besides the tagger."""
     _, folder, client = served
@@ -593,6 +597,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("source", ["file", "environment"])
+@pytest.mark.integration
 def test_token_stays_out_of_the_command_line(tiny_model, tmp_path, source):  # noqa: F811
     """A real `phototag serve` process: the token works and `ps` cannot see it."""
     port = _free_port()

@@ -201,6 +201,7 @@ def test_a_damaged_decisions_database_is_named_and_left_alone(tmp_path):
 
 
 # ----------------------------------------------------------------- saved models, disk
+@pytest.mark.integration
 def test_train_on_a_full_disk_keeps_the_saved_model(tmpfs, tmp_path):
     """`phototag train --out` over an existing model on a full disk: one clear message,
     and the old model is still there, whole."""
@@ -442,6 +443,7 @@ def test_the_untouched_folders_and_a_model_saved_without_an_array_list_load(save
 
 
 @pytest.mark.parametrize("kind", ["n_folds 10^400", "NaN in an array", "pickle as weights"])
+@pytest.mark.integration
 def test_the_cli_names_a_malformed_model_without_a_traceback(
     saved_models, tmp_path, shared_data, kind
 ):

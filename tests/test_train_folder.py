@@ -76,6 +76,7 @@ def test_drop_rare_labels_says_why():
     assert dropped[0].reason == "too rare: on 1 photo, fewer than --min-label-count 2"
 
 
+@pytest.mark.integration
 def test_train_on_a_tagged_folder_then_annotate_its_untagged_photos(library, tmp_path, capsys):
     out = tmp_path / "mymodel"
     store = tmp_path / "store"
@@ -111,6 +112,7 @@ def test_train_on_a_tagged_folder_then_annotate_its_untagged_photos(library, tmp
     assert read_keywords(untagged[1]).keywords == ()  # dry run
 
 
+@pytest.mark.integration
 def test_the_ensemble_trains_on_a_small_tagged_folder(library, tmp_path, capsys):
     out = tmp_path / "ensemble"
     members = '[{"model": "2pknn", "k1": 2}, {"model": "linear"}]'
