@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from phototag.data import AnnotationSet
-from phototag.errors import InvalidInputError, PhototagError
+from phototag.errors import InvalidInputError, PhototagError, check_int
 from phototag.evaluation.decoding import Decoder, decoder_from_config
 from phototag.features.encoders import Preprocess
 from phototag.features.encoders.base import POOLED
@@ -179,8 +179,7 @@ def annotate_files_ray(
     the number of model actors (default: an autoscaling pool of 1 up to the cluster's
     CPUs / `actor_cpus`), each running its forward passes on `actor_cpus` threads.
     """
-    if batch_size < 1:
-        raise InvalidInputError("batch_size", "a positive integer", repr(batch_size))
+    check_int("batch_size", batch_size, 1)
     ray = import_ray()
     names = [str(p) for p in paths]
     if not names:

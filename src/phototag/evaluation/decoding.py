@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, check_int
 
 
 def _check_scores(scores: np.ndarray, argument: str = "scores") -> np.ndarray:
@@ -82,8 +82,7 @@ class TopK(Decoder):
     name: ClassVar[str] = "top_k"
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise InvalidInputError("k", "an integer >= 1", repr(self.k))
+        check_int("k", self.k, 1)
 
     def decode(self, scores: np.ndarray, quantities: np.ndarray | None = None) -> np.ndarray:
         return top_m(scores, self.k)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from phototag.data import AnnotationSet
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, check_int
 from phototag.evaluation.decoding import Decoder, TopK
 from phototag.evaluation.metrics import REPORT_KEYS, annotation_report
 from phototag.evaluation.protocols import ScoringModel
@@ -89,8 +89,7 @@ def parameter_grid(
 
 def cv_folds(n_items: int, n_folds: int = 3, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(fit_indices, held_out_indices)`` of a seeded random k-fold split, both sorted."""
-    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
-        raise InvalidInputError("n_folds", "an integer >= 2", repr(n_folds))
+    check_int("n_folds", n_folds, 2)
     if n_items < n_folds:
         raise InvalidInputError("train", f"at least n_folds={n_folds} items", f"{n_items}")
     order = np.random.default_rng(seed).permutation(n_items)

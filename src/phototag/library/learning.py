@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from phototag.data import AnnotationSet, Vocabulary
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, check_int
 from phototag.evaluation.decoding import LabelThresholds
 from phototag.models.base import Annotator
 
@@ -182,8 +182,7 @@ def fit_on_library(
     Labels with no validation photo get the median of the other thresholds. With
     ``validation_fraction=0`` nothing is held out or calibrated.
     """
-    if min_label_count < 1:
-        raise InvalidInputError("--min-label-count", "a number >= 1", repr(min_label_count))
+    check_int("--min-label-count", min_label_count, 1)
     data, dropped = drop_rare_labels(tagged, min_label_count)
     used = np.flatnonzero(data.label_counts() > 0)
     if not len(used) or not data.n_labels:

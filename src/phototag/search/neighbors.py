@@ -57,7 +57,7 @@ from typing import Literal
 import faiss
 import numpy as np
 
-from phototag.errors import InvalidInputError, NotFittedError
+from phototag.errors import InvalidInputError, NotFittedError, check_int
 
 __all__ = [
     "KL_EPS",
@@ -344,15 +344,10 @@ class NeighborIndex:
         self.metric = check_metric(metric)
         if method not in METHODS:
             raise InvalidInputError("method", f"one of {', '.join(METHODS)}", repr(method))
-        for name, value in (("nprobe", nprobe), ("rerank", rerank)):
-            if int(value) < 1:
-                raise InvalidInputError(name, "an integer >= 1", repr(value))
-        if nlist is not None and int(nlist) < 1:
-            raise InvalidInputError("nlist", "an integer >= 1 or None", repr(nlist))
         self.method = method
-        self.nlist = nlist
-        self.nprobe = int(nprobe)
-        self.rerank = int(rerank)
+        self.nlist = None if nlist is None else check_int("nlist", nlist, 1)
+        self.nprobe = check_int("nprobe", nprobe, 1)
+        self.rerank = check_int("rerank", rerank, 1)
         self.block_rows = block_rows
         self.train_size = train_size
         self.seed = seed
@@ -437,9 +432,7 @@ class NeighborIndex:
         """
         if self._database is None:
             raise NotFittedError("This NeighborIndex is not fitted yet: call fit(database).")
-        if int(k) < 1:
-            raise InvalidInputError("k", "an integer >= 1", repr(k))
-        k = int(k)
+        k = check_int("k", k, 1)
         exclude_self = queries is None
         if exclude_self:
             query_rows = np.arange(self.n_items, dtype=np.int64)
