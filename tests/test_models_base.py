@@ -89,3 +89,23 @@ def test_load_rejects_non_model_directory(tmp_path):
     (tmp_path / "weights.safetensors").write_bytes(b"")
     with pytest.raises(DamagedFileError, match="config.json: not a phototag model config"):
         Annotator.load(tmp_path)
+
+
+def test_clone_changes_parameters_and_shares_state_only_when_asked():
+    rng = np.random.default_rng(0)
+    words = ["sky", "sea", "cat", "cup"]
+    data = from_label_sets("t", [f"i{i}" for i in range(40)],
+                           [list(rng.choice(words, 2, replace=False)) for _ in range(40)])
+    data.features["f"] = rng.random((40, 8), dtype=np.float32)
+    train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
+    model = create_annotator("jec", features="f", k=5).fit(train)
+    fresh = model.clone(k=3)
+    assert not fresh.is_fitted and fresh.get_config() == {**model.get_config(), "k": 3}
+    shared = model.clone(keep_state=True, k=3)  # k only changes the neighbour vote
+    expected = create_annotator("jec", features="f", k=3).fit(train).scores(test)
+    np.testing.assert_array_equal(shared.scores(test), expected)
+    assert model.k == 5 and model.scores(test).tolist() != expected.tolist()
+    with pytest.raises(InvalidInputError, match="sigma"):
+        model.clone(sigma=1.0)
+    with pytest.raises(NotFittedError):
+        fresh.clone(keep_state=True)

@@ -64,6 +64,7 @@ def train_tiny() -> TrainingResult:
     return trainer.fit(module, task, TensorDataset(x[:36], y[:36]), TensorDataset(x[36:], y[36:]))
 
 
+@pytest.mark.integration
 def test_two_processes_reach_the_weights_of_one(tmp_path: Path) -> None:
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",

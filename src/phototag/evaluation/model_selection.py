@@ -147,8 +147,8 @@ def select_by_cv(
         seed: seed of the fold split (the same folds for every grid point).
         score_only: grid parameters that only `scores` reads, not `fit` (e.g. ``k`` and
             ``sigma`` of a neighbour vote). Points differing only in these share one fit
-            per fold: the learned ``*_`` attributes of the fitted model are copied into a
-            fresh ``model_factory(**params)``, so each point is still validated.
+            per fold: the fitted model is cloned with each point's values
+            (``clone(keep_state=True, ...)``), so each point is still validated.
         progress: called with each grid point's result entry as it completes.
 
     Returns a `CVResult`; entry ``seconds`` counts a shared fit on the first point using it.
@@ -173,14 +173,14 @@ def select_by_cv(
             start = time.perf_counter()
             scores = []
             for f, (fit_part, held_out) in enumerate(subsets):
-                model = model_factory(**params)
-                if fitted[f] is None:
-                    fitted[f] = model.fit(fit_part)
+                first = fitted[f]
+                if first is None:
+                    model = fitted[f] = model_factory(**params).fit(fit_part)
                 elif score_only:
-                    learned = {k: v for k, v in vars(fitted[f]).items() if k.endswith("_")}
-                    model.__dict__.update(learned)
+                    scoring = {k: v for k, v in params.items() if k in score_only}
+                    model = first.clone(keep_state=True, **scoring)
                 else:
-                    model.fit(fit_part)
+                    model = model_factory(**params).fit(fit_part)
                 y_score = model.scores(held_out)
                 scores.append(compute(held_out.labels, decoder.decode(y_score), y_score))
             entry = {

@@ -6,7 +6,7 @@ by what it does rather than by its class.
 
 from __future__ import annotations
 
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -19,6 +19,7 @@ class ScoringModel(Protocol):
 
     def fit(self, train: AnnotationSet, valid: AnnotationSet | None = None) -> Self: ...
     def scores(self, inputs: AnnotationSet) -> np.ndarray: ...
+    def clone(self, *, keep_state: bool = False, **params: Any) -> Self: ...
 
 
 class FittedModel(Protocol):

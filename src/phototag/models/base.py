@@ -110,6 +110,24 @@ class Annotator(ABC):
         params = inspect.signature(type(self).__init__).parameters
         return {name: getattr(self, name) for name in params if name != "self"}
 
+    def clone(self, *, keep_state: bool = False, **params: Any) -> Self:
+        """A new model of this configuration with `params` changed (scikit-learn's
+        ``clone`` then ``set_params``). Unfitted, or with `keep_state` sharing this
+        model's learned ``*_`` state: right only for parameters that change how a fitted
+        model scores, not what it learns (as cross-validation of such parameters does)."""
+        unknown = sorted(set(params) - set(self.get_config()))
+        if unknown:
+            raise InvalidInputError(
+                "clone", f"parameters of {type(self).__name__}", ", ".join(unknown)
+            )
+        copy = type(self)(**{**self.get_config(), **params})
+        if keep_state:
+            self._check_fitted()
+            for name, value in vars(self).items():
+                if name.endswith("_"):
+                    setattr(copy, name, value)
+        return copy
+
     def required_features(self) -> tuple[str, ...]:
         """Keys of `AnnotationSet.features` the model reads (its ``features`` argument)."""
         keys = getattr(self, "features", ())
