@@ -94,8 +94,11 @@ def test_load_rejects_non_model_directory(tmp_path):
 def test_clone_changes_parameters_and_shares_state_only_when_asked():
     rng = np.random.default_rng(0)
     words = ["sky", "sea", "cat", "cup"]
-    data = from_label_sets("t", [f"i{i}" for i in range(40)],
-                           [list(rng.choice(words, 2, replace=False)) for _ in range(40)])
+    data = from_label_sets(
+        "t",
+        [f"i{i}" for i in range(40)],
+        [list(rng.choice(words, 2, replace=False)) for _ in range(40)],
+    )
     data.features["f"] = rng.random((40, 8), dtype=np.float32)
     train, test = data.subset(np.arange(30)), data.subset(np.arange(30, 40))
     model = create_annotator("jec", features="f", k=5).fit(train)
