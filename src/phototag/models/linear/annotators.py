@@ -5,12 +5,13 @@ similar training photos, this learns one direction per word in feature space. Ro
 L2-normalised and standardised, then a linear layer is trained with AdamW on the
 asymmetric loss of Ridnik et al. (ICCV 2021), which down-weights the many easy negatives
 of a multi-label problem (``gamma_neg``) and ignores negatives already scored below
-`clip`. With ``gamma_neg=0, clip=0`` it is plain binary cross-entropy. Training uses
-PyTorch on the CPU (seconds for Corel-5k); scoring is NumPy only.
+`clip`. With ``gamma_neg=0, clip=0`` it is plain binary cross-entropy. Training runs
+through `phototag.training` on the CPU (seconds for Corel-5k); scoring is NumPy only.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +20,7 @@ from phototag.data import AnnotationSet
 from phototag.errors import check_float, check_int
 from phototag.models.base import Annotator, feature_matrix
 from phototag.models.registry import register_annotator
+from phototag.training import LossTask, OptimizerSettings, Trainer
 
 if TYPE_CHECKING:
     import torch
@@ -84,6 +86,7 @@ class LinearAnnotator(Annotator):
 
     def _fit(self, train: AnnotationSet, valid: AnnotationSet | None) -> None:
         import torch
+        from torch.utils.data import TensorDataset
 
         x = self._inputs(train, "train")
         self.mean_ = x.mean(axis=0)
@@ -93,22 +96,21 @@ class LinearAnnotator(Annotator):
         layer = torch.nn.Linear(inputs.shape[1], targets.shape[1])
         torch.nn.init.zeros_(layer.weight)
         torch.nn.init.zeros_(layer.bias)
-        optimizer = torch.optim.AdamW(
-            layer.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
-        generator = torch.Generator().manual_seed(self.seed)
-        for _ in range(self.epochs):
-            order = torch.randperm(len(inputs), generator=generator)
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                loss = asymmetric_loss(
-                    layer(inputs[rows]), targets[rows], self.gamma_neg, self.clip
-                )
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+        loss = partial(asymmetric_loss, gamma_neg=self.gamma_neg, clip=self.clip)
+        self._trainer().fit(layer, LossTask(loss), TensorDataset(inputs, targets))
         self.weight_ = layer.weight.detach().numpy().T.copy()
         self.bias_ = layer.bias.detach().numpy().copy()
+
+    def _trainer(self) -> Trainer:
+        """AdamW at a constant rate, on the CPU, quietly (the seed sets the batch order)."""
+        return Trainer(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=OptimizerSettings("adamw", lr=self.lr, weight_decay=self.weight_decay),
+            accelerator="cpu",
+            seed=self.seed,
+            progress=False,
+        )
 
     def _scores(self, inputs: AnnotationSet) -> np.ndarray:
         x = (self._inputs(inputs, "input") - self.mean_) * self.scale_
