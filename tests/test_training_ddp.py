@@ -22,6 +22,7 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
