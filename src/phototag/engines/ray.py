@@ -148,7 +148,7 @@ class _Annotate:
             for name, encoder, column in self.encoders:
                 pooled = encoder.forward_pixels(batch[column][ok], [POOLED])[POOLED]
                 data.features[name] = pooled.float().numpy()
-            decoded = decoded_tags(self.model.scores(data), vocabulary, self.decoder)
+            decoded = decoded_tags(self.model.predict(data), vocabulary, self.decoder)
             for i, pairs in zip(ok, decoded, strict=True):
                 tags[i] = json.dumps(pairs)  # floats round-trip exactly through JSON
         return {"index": batch["index"], "error": errors, "tags": tags}

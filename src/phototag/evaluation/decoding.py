@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from phototag.errors import InvalidInputError, check_int
+from phototag.evaluation.predictions import Prediction
 
 
 def _check_scores(scores: np.ndarray, argument: str = "scores") -> np.ndarray:
@@ -65,6 +66,15 @@ class Decoder(ABC):
     @abstractmethod
     def decode(self, scores: np.ndarray, quantities: np.ndarray | None = None) -> np.ndarray:
         """Boolean ``[n_images, n_labels]`` label sets for `scores`."""
+
+    def decode_prediction(self, prediction: Prediction) -> np.ndarray:
+        """Boolean label sets for a model's `Prediction`: from its scores (and
+        quantities); `OwnLabelSets` keeps the sets the model chose itself."""
+        if prediction.scores is None:
+            raise InvalidInputError(
+                "prediction", f"scores for the {self.name!r} decoder", "label sets only"
+            )
+        return self.decode(prediction.scores, prediction.quantities)
 
     def to_config(self) -> dict[str, Any]:
         config = asdict(self)  # type: ignore[call-overload]
@@ -185,8 +195,30 @@ class Quantity(Decoder):
         return top_m(scores, np.maximum(m, self.minimum))
 
 
+@dataclass(frozen=True)
+class OwnLabelSets(Decoder):
+    """The label sets a model chose itself (`Prediction.label_sets`): the default
+    decoder of sequence models that stop at an end token (CNN-RNN, JVSP)."""
+
+    name: ClassVar[str] = "own_label_sets"
+
+    def decode(self, scores: np.ndarray, quantities: np.ndarray | None = None) -> np.ndarray:
+        raise InvalidInputError(
+            "decoder", "a model's Prediction with label sets (decode_prediction)",
+            "scores alone", "Use another decoder for scores, e.g. top-k",
+        )  # fmt: skip
+
+    def decode_prediction(self, prediction: Prediction) -> np.ndarray:
+        if prediction.label_sets is None:
+            raise InvalidInputError(
+                "prediction", "label sets chosen by the model", "scores only",
+                "This model does not choose its own label sets: use another decoder",
+            )  # fmt: skip
+        return np.asarray(prediction.label_sets, dtype=bool)
+
+
 DECODERS: dict[str, type[Decoder]] = {
-    d.name: d for d in (TopK, Threshold, LabelThresholds, Quantity)
+    d.name: d for d in (TopK, Threshold, LabelThresholds, Quantity, OwnLabelSets)
 }
 
 

@@ -10,7 +10,7 @@ from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError
 from phototag.evaluation.decoding import Decoder, parse_protocol
 from phototag.evaluation.metrics import annotation_report
-from phototag.evaluation.predictions import Predictions
+from phototag.evaluation.predictions import Prediction
 from phototag.evaluation.protocols import FittedModel
 
 
@@ -20,54 +20,51 @@ class EvaluationResult:
     protocol: str
 
 
-def evaluate_scores(
-    target: AnnotationSet,
-    scores: np.ndarray,
-    decoder: Decoder,
-    quantities: np.ndarray | None = None,
+def evaluate_prediction(
+    target: AnnotationSet, prediction: Prediction, decoder: Decoder
 ) -> EvaluationResult:
-    """Decode `scores` with `decoder`; ranking metrics use the raw scores."""
-    label_sets = decoder.decode(scores, quantities)
-    metrics = annotation_report(target.labels, label_sets, scores)
+    """Decode `prediction` with `decoder`; ranking metrics use its raw scores."""
+    label_sets = decoder.decode_prediction(prediction)
+    metrics = annotation_report(target.labels, label_sets, prediction.scores)
     return EvaluationResult(metrics, f"protocol {decoder.to_config()}")
 
 
 def evaluate_predictions(
-    target: AnnotationSet, predictions: Predictions, protocol: str = "top5"
+    target: AnnotationSet, predictions: Prediction, protocol: str = "top5"
 ) -> EvaluationResult:
     """Metrics of predictions read by `read_predictions` for `target`.
 
     Label sets are evaluated as given (the protocol does not apply, and the ranking
     metrics rank the 0/1 sets, so tied labels share one threshold step).
     """
-    if predictions.label_sets is not None:
+    if predictions.scores is None:
         sets = predictions.label_sets
         metrics = annotation_report(target.labels, sets, sets.astype(np.float32))
         return EvaluationResult(metrics, "label sets as given")
-    scores = predictions.scores
-    if scores is None:
-        raise InvalidInputError("predictions", "scores or label sets", "neither")
-    return evaluate_scores(target, scores, parse_protocol(protocol), predictions.quantities)
+    return evaluate_prediction(target, predictions, parse_protocol(protocol))
 
 
 def evaluate_model(
     model: FittedModel, target: AnnotationSet, protocol: str = "top5"
 ) -> EvaluationResult:
-    """Score `target` with `model`; ``protocol="model"`` uses the model's own decoder."""
+    """Predict `target` with `model`; ``protocol="model"`` uses the model's own decoder
+    (so a model's own quantities or label sets decide its label sets)."""
     decoder = model.decoder_ if protocol == "model" else parse_protocol(protocol)
-    scores = model.scores(target)
+    prediction = model.predict(target)
     if model.vocabulary_ != target.vocabulary:
-        scores = _align_columns(scores, model, target)
-    return evaluate_scores(target, scores, decoder)
+        prediction = _align_columns(prediction, model, target)
+    return evaluate_prediction(target, prediction, decoder)
 
 
-def _align_columns(scores: np.ndarray, model: FittedModel, target: AnnotationSet) -> np.ndarray:
-    """Model scores re-ordered to the dataset vocabulary; labels the model lacks score lowest."""
-    aligned = np.full((len(scores), target.n_labels), scores.min() - 1.0, dtype=np.float32)
+def _align_columns(prediction: Prediction, model: FittedModel, target: AnnotationSet) -> Prediction:
+    """A prediction re-ordered to the dataset vocabulary; labels the model lacks score
+    lowest and are in no label set."""
     shared = [name for name in model.vocabulary_ if name in target.vocabulary]
     if not shared:
         raise InvalidInputError(
             "--model", "a model sharing labels with the dataset", "no common label"
         )
-    aligned[:, target.vocabulary.indices(shared)] = scores[:, model.vocabulary_.indices(shared)]
-    return aligned
+    fill = float(prediction.scores.min()) - 1.0
+    return prediction.moved(
+        model.vocabulary_.indices(shared), target.vocabulary.indices(shared), target.n_labels, fill
+    )

@@ -28,20 +28,57 @@ from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError
 
 
-@dataclass
-class Predictions:
-    """Predictions aligned with a split: `scores` or `label_sets`, both ``[n_items, n_labels]``."""
+@dataclass(frozen=True)
+class Prediction:
+    """What a model predicts for ``n`` items over its ``L`` labels, or a file holds.
+
+    Attributes:
+        scores: float ``[n, L]``, higher = more relevant (every model makes them).
+        quantities: ``[n]`` predicted label counts (label-quantity prediction, M3), for
+            the `Quantity` decoder.
+        label_sets: boolean ``[n, L]`` sets a model chose itself (a sequence decoder
+            that stops at its end token, CNN-RNN/JVSP), kept by the `OwnLabelSets`
+            decoder; a file may hold label sets instead of scores.
+    """
 
     scores: np.ndarray | None = None
     label_sets: np.ndarray | None = None
     quantities: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        if self.scores is None and self.label_sets is None:
+            raise InvalidInputError("prediction", "scores or label sets", "neither")
+        shape = (self.scores if self.scores is not None else self.label_sets).shape
+        if len(shape) != 2:
+            raise InvalidInputError("prediction", "a 2-D [items, labels] matrix", f"{shape}")
+        if self.label_sets is not None and self.label_sets.shape != shape:
+            raise InvalidInputError("label_sets", f"shape {shape}", f"{self.label_sets.shape}")
+        if self.quantities is not None and self.quantities.shape != (shape[0],):
+            raise InvalidInputError(
+                "quantities", f"one per item ({shape[0]})", f"shape {self.quantities.shape}"
+            )
+
     @property
     def has_scores(self) -> bool:
         return self.scores is not None
 
+    def moved(
+        self, source: np.ndarray, target: np.ndarray, n_labels: int, fill: float
+    ) -> Prediction:
+        """This prediction over `n_labels` labels whose column ``target[j]`` is its column
+        ``source[j]``; other columns score `fill` and are in no label set."""
 
-def read_predictions(path: str | Path, target: AnnotationSet) -> Predictions:
+        def move(matrix: np.ndarray | None, value: float | bool) -> np.ndarray | None:
+            if matrix is None:
+                return None
+            out = np.full((len(matrix), n_labels), value, dtype=matrix.dtype)
+            out[:, target] = matrix[:, source]
+            return out
+
+        return Prediction(move(self.scores, fill), move(self.label_sets, False), self.quantities)
+
+
+def read_predictions(path: str | Path, target: AnnotationSet) -> Prediction:
     """Read `path` and align its rows to `target`'s items and columns to its vocabulary."""
     path = Path(path)
     if not path.is_file():
@@ -113,7 +150,7 @@ def _is_binary(matrix: np.ndarray) -> bool:
     return bool(np.isin(matrix, (0, 1)).all())
 
 
-def _from_matrix(path: Path, matrix: np.ndarray, target: AnnotationSet) -> Predictions:
+def _from_matrix(path: Path, matrix: np.ndarray, target: AnnotationSet) -> Prediction:
     is_sets = matrix.dtype == bool or np.issubdtype(matrix.dtype, np.integer)
     values = _as_matrix(path, "array", matrix)
     expected = (target.n_items, target.n_labels)
@@ -127,11 +164,11 @@ def _from_matrix(path: Path, matrix: np.ndarray, target: AnnotationSet) -> Predi
     if is_sets:
         if not _is_binary(values):
             raise _bad(path, "an integer array of 0/1 label sets", "other values")
-        return Predictions(label_sets=values.astype(bool))
-    return Predictions(scores=values.astype(np.float32))
+        return Prediction(label_sets=values.astype(bool))
+    return Prediction(scores=values.astype(np.float32))
 
 
-def _from_table(path: Path, data: dict[str, Any], target: AnnotationSet) -> Predictions:
+def _from_table(path: Path, data: dict[str, Any], target: AnnotationSet) -> Prediction:
     if ("scores" in data) == ("label_sets" in data):
         raise _bad(path, "exactly one of 'scores' or 'label_sets'", f"keys {sorted(data)}")
     key = "scores" if "scores" in data else "label_sets"
@@ -150,8 +187,8 @@ def _from_table(path: Path, data: dict[str, Any], target: AnnotationSet) -> Pred
             raise _bad(path, f"{len(matrix)} quantities (one per row)", f"{len(q)}")
         quantities = q[rows]
     if key == "label_sets":
-        return Predictions(label_sets=aligned.astype(bool), quantities=quantities)
-    return Predictions(scores=aligned.astype(np.float32), quantities=quantities)
+        return Prediction(label_sets=aligned.astype(bool), quantities=quantities)
+    return Prediction(scores=aligned.astype(np.float32), quantities=quantities)
 
 
 def _row_order(path: Path, item_ids: Any, n_rows: int, target: AnnotationSet) -> np.ndarray:
@@ -203,7 +240,7 @@ def _column_order(path: Path, labels: Any, n_columns: int, target: AnnotationSet
     return target.vocabulary.indices(names)
 
 
-def _from_lines(path: Path, target: AnnotationSet) -> Predictions:
+def _from_lines(path: Path, target: AnnotationSet) -> Prediction:
     row_of = {item: row for row, item in enumerate(target.item_ids)}
     scores = np.full((target.n_items, target.n_labels), np.nan)
     seen = np.zeros(target.n_items, dtype=bool)
@@ -247,7 +284,7 @@ def _from_lines(path: Path, target: AnnotationSet) -> Predictions:
             f"{int((~seen).sum())} missing (first: {first!r})",
         )
     if not has_scores:
-        return Predictions(label_sets=~np.isnan(scores))
+        return Prediction(label_sets=~np.isnan(scores))
     given = scores[~np.isnan(scores)]
     floor = given.min() - 1.0 if given.size else 0.0
-    return Predictions(scores=np.where(np.isnan(scores), floor, scores).astype(np.float32))
+    return Prediction(scores=np.where(np.isnan(scores), floor, scores).astype(np.float32))

@@ -12,6 +12,7 @@ import numpy as np
 
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.evaluation.decoding import Decoder
+from phototag.evaluation.predictions import Prediction
 
 
 class ScoringModel(Protocol):
@@ -28,4 +29,4 @@ class FittedModel(Protocol):
     vocabulary_: Vocabulary
     decoder_: Decoder
 
-    def scores(self, inputs: AnnotationSet) -> np.ndarray: ...
+    def predict(self, inputs: AnnotationSet) -> Prediction: ...

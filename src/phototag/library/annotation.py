@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.evaluation.decoding import Decoder, TopK
+from phototag.evaluation.predictions import Prediction
 from phototag.models.base import Annotator, decoded_tags
 
 if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are annotated
@@ -31,7 +32,7 @@ class Scorer(Protocol):
     decoder_: Decoder
 
     def required_features(self) -> tuple[str, ...]: ...
-    def scores(self, inputs: AnnotationSet) -> np.ndarray: ...
+    def predict(self, inputs: AnnotationSet) -> Prediction: ...
 
 
 class UserVocabulary:
@@ -63,7 +64,8 @@ class UserVocabulary:
         extra = self.trained.required_features() if self.trained is not None else ()
         return tuple(dict.fromkeys(keys + extra))
 
-    def scores(self, inputs: AnnotationSet) -> np.ndarray:
+    def predict(self, inputs: AnnotationSet) -> Prediction:
+        """The open-vocabulary scores, raised to the trained model's where it has the word."""
         scores = self.open_vocabulary.scores(inputs)
         if self.trained is not None:
             shared = [w for w in self.vocabulary_ if w in self.trained.vocabulary_]
@@ -73,7 +75,7 @@ class UserVocabulary:
                 scores[:, mine] = np.maximum(
                     scores[:, mine], self.trained.scores(inputs)[:, theirs]
                 )
-        return scores
+        return Prediction(scores=scores)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def _annotate_chunk(
         errors.update(report.failures)
     tags: dict[str, list[tuple[str, float]]] = {}
     if len(data):
-        decoded = decoded_tags(model.scores(data), model.vocabulary_, decoder or model.decoder_)
+        decoded = decoded_tags(model.predict(data), model.vocabulary_, decoder or model.decoder_)
         tags = dict(zip(data.item_ids, decoded, strict=True))
     for path in paths:
         if path in tags:

@@ -18,6 +18,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -28,6 +29,7 @@ from safetensors.numpy import load_file, save
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.errors import InvalidInputError, NotFittedError, PhototagError
 from phototag.evaluation.decoding import Decoder, TopK, decoder_from_config
+from phototag.evaluation.predictions import Prediction
 from phototag.fileio import DamagedFileError, atomic_write
 
 CONFIG_FILE = "config.json"
@@ -89,20 +91,34 @@ class Annotator(ABC):
         self._fit(train, valid)
         return self
 
-    def scores(self, inputs: AnnotationSet) -> np.ndarray:
-        """float32 ``[n_items, n_labels]`` scores, higher = more relevant."""
+    def predict(self, inputs: AnnotationSet) -> Prediction:
+        """Everything the model predicts for `inputs`: float32 ``scores [n_items,
+        n_labels]`` and, where the model makes them, ``quantities [n_items]`` (label
+        counts) and ``label_sets`` (sets it chose itself). Decoders take it whole."""
         self._check_fitted()
-        scores = np.asarray(self._scores(inputs), dtype=np.float32)
+        prediction = self._predict(inputs)
+        scores = np.asarray(prediction.scores, dtype=np.float32)
         expected = (inputs.n_items, len(self.vocabulary_))
         if scores.shape != expected:
             raise RuntimeError(f"{type(self).__name__} returned {scores.shape}, not {expected}")
+        return replace(prediction, scores=scores)
+
+    def _predict(self, inputs: AnnotationSet) -> Prediction:
+        """`predict` of a model; override to add quantities or label sets."""
+        return Prediction(scores=self._scores(inputs))
+
+    def scores(self, inputs: AnnotationSet) -> np.ndarray:
+        """float32 ``[n_items, n_labels]`` scores, higher = more relevant (the short path
+        of `predict`)."""
+        scores = self.predict(inputs).scores
+        assert scores is not None  # predict always makes them
         return scores
 
     def annotate(
         self, inputs: AnnotationSet, decoder: Decoder | None = None
     ) -> list[list[tuple[str, float]]]:
         """Per item, the decoded ``(label, score)`` pairs, best first."""
-        return decoded_tags(self.scores(inputs), self.vocabulary_, decoder or self.decoder_)
+        return decoded_tags(self.predict(inputs), self.vocabulary_, decoder or self.decoder_)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
@@ -248,10 +264,14 @@ def feature_matrix(
 
 
 def decoded_tags(
-    scores: np.ndarray, vocabulary: Vocabulary, decoder: Decoder
+    prediction: Prediction, vocabulary: Vocabulary, decoder: Decoder
 ) -> list[list[tuple[str, float]]]:
-    """Per row of `scores`, the ``(label, score)`` pairs `decoder` keeps, best first."""
-    chosen = decoder.decode(scores)
+    """Per item of `prediction`, the ``(label, score)`` pairs `decoder` keeps, best
+    first."""
+    chosen = decoder.decode_prediction(prediction)
+    scores = prediction.scores
+    if scores is None:
+        raise InvalidInputError("prediction", "scores to rank its labels by", "label sets only")
     names = vocabulary.names
     result = []
     for row, mask in zip(scores, chosen, strict=True):

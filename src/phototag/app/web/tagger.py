@@ -17,6 +17,7 @@ import numpy as np
 
 from phototag.errors import PhototagError
 from phototag.evaluation.decoding import TopK
+from phototag.evaluation.predictions import Prediction
 from phototag.features.extract import create_sources
 from phototag.library.annotation import annotate_files
 from phototag.models.base import Annotator, decoded_tags
@@ -66,7 +67,7 @@ class Tagger:
         """
         scores = await asyncio.wrap_future(self.submit(path))
         decoder = TopK(top_k) if top_k else self.model.decoder_
-        return decoded_tags(scores[None, :], self.model.vocabulary_, decoder)[0]
+        return decoded_tags(Prediction(scores=scores[None, :]), self.model.vocabulary_, decoder)[0]
 
     def close(self) -> None:
         """Finish the photos already handed in, then stop the worker."""
