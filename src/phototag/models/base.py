@@ -63,8 +63,8 @@ class Annotator(ABC):
     same attribute names (so the constructor signature is the config), and keep learned
     state in attributes ending in ``_``: numpy arrays among them are saved as weights,
     JSON-compatible values listed in `extra_state` go into the config file. A model made
-    of other models (`phototag.models.ensemble`) overrides `_arrays`, `_json_state` and
-    `_restore` to save them inside its own files.
+    of other models (`phototag.models.ensemble`) overrides the public hooks `state_arrays`,
+    `state_json` and `set_state` to save them inside its own files.
     """
 
     name: ClassVar[str] = ""
@@ -165,12 +165,12 @@ class Annotator(ABC):
         atomically; `StorageError` when the disk is full)."""
         self._check_fitted()
         directory = Path(directory)
-        weights = {key: np.ascontiguousarray(value) for key, value in self._arrays().items()}
+        weights = {key: np.ascontiguousarray(value) for key, value in self.state_arrays().items()}
         config = {
             "format": FORMAT,
             "model": self.name,
             "config": self.get_config(),
-            "state": self._json_state(),
+            "state": self.state_json(),
             "vocabulary": self.vocabulary_.to_json(),
             "decoder": self.decoder_.to_config(),
             "arrays": {
@@ -209,13 +209,13 @@ class Annotator(ABC):
             model.decoder_ = decoder_from_config(config["decoder"])
         with _field_of(path, "state"):
             state = config.get("state", {})
-            model._restore(state, arrays)
-            expected = sorted(model._json_state())
+            model.set_state(state, arrays)
+            expected = sorted(model.state_json())
             if sorted(state) != expected:
                 raise ValueError(f"expected the keys {expected}, got {sorted(state)}")
         return model
 
-    def _arrays(self) -> dict[str, np.ndarray]:
+    def state_arrays(self) -> dict[str, np.ndarray]:
         """The learned arrays `save` writes to the weights file."""
         return {
             key: value
@@ -223,12 +223,12 @@ class Annotator(ABC):
             if key.endswith("_") and isinstance(value, np.ndarray)
         }
 
-    def _json_state(self) -> dict[str, Any]:
+    def state_json(self) -> dict[str, Any]:
         """The learned JSON-compatible values `save` writes to the config file."""
         return {key: getattr(self, key) for key in self.extra_state}
 
-    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        """Set the learned attributes `_json_state` and `_arrays` returned."""
+    def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Set the learned attributes `state_json` and `state_arrays` returned."""
         for key, value in {**state, **arrays}.items():
             setattr(self, key, value)
 

@@ -194,31 +194,31 @@ class EnsembleAnnotator(Annotator):
         return 1.0 / (1.0 + np.exp(-np.clip(a * fused + b, -60.0, 60.0)))
 
     # ------------------------------------------------------------- persistence
-    def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = super()._arrays()
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = super().state_arrays()
         for i, member in zip(self.active_, self.members_, strict=True):
-            for key, value in member._arrays().items():
+            for key, value in member.state_arrays().items():
                 arrays[f"{_MEMBER_PREFIX}{i}.{key}"] = value
         return arrays
 
-    def _json_state(self) -> dict[str, Any]:
+    def state_json(self) -> dict[str, Any]:
         return {
             "prior_exponent_": self.prior_exponent_,
             "selection_score_": self.selection_score_,
-            "member_states": [member._json_state() for member in self.members_],
+            "member_states": [member.state_json() for member in self.members_],
         }
 
-    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         state = dict(state)
         member_states = state.pop("member_states")
         own = {k: v for k, v in arrays.items() if not k.startswith(_MEMBER_PREFIX)}
-        super()._restore(state, own)
+        super().set_state(state, own)
         self.members_ = self._new_members(self.active_)
         for i, member, member_state in zip(self.active_, self.members_, member_states, strict=True):
             prefix = f"{_MEMBER_PREFIX}{i}."
             member.vocabulary_ = self.vocabulary_
             member.decoder_ = self.decoder_
-            member._restore(
+            member.set_state(
                 member_state,
                 {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)},
             )
