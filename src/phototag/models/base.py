@@ -69,6 +69,9 @@ class Annotator(ABC):
 
     name: ClassVar[str] = ""
     extra_state: ClassVar[tuple[str, ...]] = ()
+    #: Learned torch modules (attributes ending in ``_``), saved as named state dicts
+    #: (``"net_.0.weight"``); `build_modules` makes them anew before loading.
+    torch_modules: ClassVar[tuple[str, ...]] = ()
 
     vocabulary_: Vocabulary
     decoder_: Decoder
@@ -216,12 +219,24 @@ class Annotator(ABC):
         return model
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """The learned arrays `save` writes to the weights file."""
-        return {
+        """The learned arrays `save` writes to the weights file: numpy ``*_`` attributes
+        and the state dicts of `torch_modules`."""
+        arrays = {
             key: value
             for key, value in vars(self).items()
             if key.endswith("_") and isinstance(value, np.ndarray)
         }
+        for name in self.torch_modules:
+            for key, tensor in getattr(self, name).state_dict().items():
+                arrays[f"{name}.{key}"] = tensor.detach().cpu().numpy()
+        return arrays
+
+    def build_modules(self) -> None:
+        """Create the untrained `torch_modules` from the configuration, the vocabulary
+        and the JSON state (what `set_state` loads their weights into)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} lists torch_modules: define build_modules"
+        )
 
     def state_json(self) -> dict[str, Any]:
         """The learned JSON-compatible values `save` writes to the config file."""
@@ -229,8 +244,20 @@ class Annotator(ABC):
 
     def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Set the learned attributes `state_json` and `state_arrays` returned."""
+        modules = {f"{name}." for name in self.torch_modules}
         for key, value in {**state, **arrays}.items():
-            setattr(self, key, value)
+            if not key.startswith(tuple(modules)):
+                setattr(self, key, value)
+        if not modules:
+            return
+        import torch
+
+        self.build_modules()
+        for name in self.torch_modules:
+            prefix = f"{name}."
+            tensors = {key[len(prefix) :]: torch.from_numpy(np.array(value))
+                       for key, value in arrays.items() if key.startswith(prefix)}  # fmt: skip
+            getattr(self, name).load_state_dict(tensors)
 
 
 def feature_matrix(
@@ -373,6 +400,7 @@ def _field_of(path: Path, field: str) -> Iterator[None]:
     raise anything Python raises for a wrong type)."""
     try:
         yield
-    except (PhototagError, TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+    except (PhototagError, TypeError, ValueError, KeyError, IndexError, AttributeError,
+            RuntimeError) as exc:  # fmt: skip
         detail = f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
         raise DamagedFileError(path, f'field "{field}" is not valid: {detail}', _FIX) from None
