@@ -7,7 +7,8 @@ Usage::
     # on a GPU machine: --device cuda
 
 Protocol: the frozen trunk of EfficientNet-Lite2 (everything before ``stage7``) runs once
-on every training photo and its mirror image and on every test photo. 10% of the
+on every training photo and its mirror image and on every test photo, into the
+feature-map store (``--store``; a second run reads them from there). 10% of the
 training split (seeded) is held out as a validation split; every point of the grid
 (epochs x projection lr x block lr x embedding) is trained on the other 90% and scored on
 it (top-5, C-F1, ties by N+). The best point is refitted on the whole training split and
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="first N train/test photos (debug)")
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--store", default=None, help="feature store (default: the cache's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--glove50-file",
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from phototag.data.readers import read_dataset
+    from phototag.features.encoders.runtime import torch_device
     from phototag.models.regression import CNNRAnnotator
 
     warnings.simplefilter("ignore", UserWarning)  # OOV notes of the embeddings
@@ -104,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             train.subset(np.arange(min(args.limit, train.n_items))),
             test.subset(np.arange(min(args.limit, test.n_items))),
         )
-    common = dict(encoder=args.encoder, encoder_weights=args.encoder_weights,
-                  device=args.device, workers=args.workers, seed=args.seed)  # fmt: skip
+    common = dict(encoder=args.encoder, encoder_weights=args.encoder_weights, device=args.device,
+                  workers=args.workers, store=args.store, seed=args.seed)  # fmt: skip
     probe = CNNRAnnotator(**common)
     start = time.perf_counter()
     train_maps = probe.trunk_maps(train, flip=True)
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     n_valid = round(args.valid_fraction * len(order))
     fit_data, fit_maps = train_maps.take(train, np.sort(order[n_valid:]))
     valid_data, valid_maps = train_maps.take(train, np.sort(order[:n_valid]))
-    valid_maps.maps = valid_maps.maps[:, :1]  # validation photos as they are, no flips
+    valid_maps = valid_maps.plain()  # validation photos as they are, no flips
 
     grid = dict(GRIDS[args.grid])
     for entry in args.param:
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "platform": platform.platform(),
             "torch": torch.__version__,
-            "device": str(probe._torch_device()),
+            "device": str(torch_device(args.device)),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "threads": torch.get_num_threads(),
         },  # fmt: skip

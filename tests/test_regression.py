@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 from phototag.app.cli import main
@@ -55,16 +56,48 @@ def test_fit_and_scores_shapes(fitted, photos):
     assert all(len(t) == 5 for t in tags)
 
 
-def test_training_loss_decreases(fitted):
+def test_training_loss_decreases_with_the_block_at_its_own_rate(fitted):
     losses = [h["train_loss"] for h in fitted.history_]
     assert len(losses) == 4 and losses[-1] < 0.7 * losses[0]
+    first = fitted.history_[0]
+    assert first["lr_block"] == pytest.approx(3e-4) and first["lr_rest"] == pytest.approx(3e-3)
 
 
-def test_trunk_maps_hold_both_views(maps, photos):
+def test_trunk_maps_are_the_stored_trunk_outputs_of_both_views(fitted, maps, photos):
+    from phototag.features.encoders.preprocess import normalize
+    from phototag.features.extract import load_model_input
+    from phototag.models.regression import split_backbone
+
     # EfficientNet-Lite0 stage6: 192 channels at stride 32 of 224 px; view 1 is the mirror
-    assert maps.maps.shape == (photos.n_items, 2, 192, 7, 7) and maps.maps.dtype == np.float16
-    assert np.array_equal(maps.kept, np.arange(photos.n_items))
-    assert not np.allclose(maps.maps[:, 0], maps.maps[:, 1])
+    plain, mirror = (np.asarray(view) for view in maps.views)
+    assert plain.shape == mirror.shape == (photos.n_items, 192, 7, 7)
+    assert plain.dtype == np.float16 and np.array_equal(maps.kept, np.arange(photos.n_items))
+    encoder, _, _ = fitted._parts()
+    trunk = split_backbone(encoder.model)[0].eval()
+    pixels = np.stack([load_model_input(p, encoder.preprocess) for p in photos.image_paths[:2]])
+    with torch.inference_mode():
+        x = normalize(pixels, encoder.preprocess)
+        expected = [trunk(v).numpy() for v in (x, torch.flip(x, dims=[3]))]
+    np.testing.assert_allclose(plain[:2], expected[0], atol=2e-2, rtol=1e-2)  # float16
+    np.testing.assert_allclose(mirror[:2], expected[1], atol=2e-2, rtol=1e-2)
+    assert not np.allclose(plain, mirror)
+
+
+def test_trunk_maps_are_computed_once(fitted, maps, photos, monkeypatch):
+    from phototag.features.encoders import ImageEncoder
+
+    batches = []
+    forward = ImageEncoder.forward_pixels
+
+    def counted(self, pixels, outputs=None):  # type: ignore[no-untyped-def]
+        batches.append(len(pixels))
+        return forward(self, pixels, outputs)
+
+    monkeypatch.setattr(ImageEncoder, "forward_pixels", counted)
+    again = CNNRAnnotator(**FAST).trunk_maps(photos)
+    assert batches == [1]  # only the blank pass that reads the map shape: the rest is stored
+    for stored, read in zip(maps.views, again.views, strict=True):
+        np.testing.assert_array_equal(np.asarray(stored), np.asarray(read))
 
 
 def test_save_load_round_trip(fitted, photos, tmp_path):
@@ -78,6 +111,7 @@ def test_save_load_round_trip(fitted, photos, tmp_path):
     assert weights["block_state_"].size == convs + 4 * (1152 + 1152 + 320 + 1280)
     config = json.loads((directory / "config.json").read_text())
     assert config["model"] == "cnn_r" and config["config"]["encoder"] == "efficientnet_lite0"
+    assert not {"runtime", "device", "workers", "store", "verbose"} & set(config["config"])
     assert config["state"]["encoder_id_"].startswith("efficientnet_lite0@")
     loaded = Annotator.load(directory)
     assert isinstance(loaded, CNNRAnnotator)
@@ -113,10 +147,18 @@ def test_targets_are_mean_label_vectors(photos, maps):
 
 
 def test_validation_split_and_early_stopping(photos, maps):
-    model = CNNRAnnotator(**FAST, epochs=6, lr=0.5, validation_fraction=0.25, patience=1)
+    model = CNNRAnnotator(**FAST, epochs=4, lr=0.5, validation_fraction=0.25, patience=1)
     model.fit_maps(photos, maps)
-    assert all("valid_loss" in h for h in model.history_)
-    assert len(model.history_) < 6  # a huge learning rate overshoots: stopped early
+    assert all("valid" in h for h in model.history_)
+    # the model keeps the weights of the best epoch on the 2 held-out photos (seeded)
+    held, held_maps = maps.take(photos, np.sort(np.random.default_rng(0).permutation(8)[:2]))
+    targets, _ = model._targets(held, np.arange(2))
+    loss = ((model.predict_embeddings(held_maps) - targets) ** 2).sum(axis=1).mean()
+    assert loss == pytest.approx(min(h["valid"] for h in model.history_), rel=1e-4)
+    # weights that (all but) stand still: no epoch improves on the first, so it stops
+    still = CNNRAnnotator(**FAST, epochs=6, lr=1e-12, block_lr=0.0, validation_fraction=0.25,
+                          patience=2).fit_maps(photos, maps)  # fmt: skip
+    assert [h["epoch"] for h in still.history_] == [1, 2, 3]
 
 
 def test_out_of_vocabulary_labels(photos, maps):

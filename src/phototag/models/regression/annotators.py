@@ -8,20 +8,19 @@ before it stays frozen. Labels are ranked by the cosine similarity of the predic
 vector to each label's embedding.
 
 Fine-tuning needs pixels: the model reads ``AnnotationSet.image_paths``. The frozen part
-of the network is run once per fit (on each photo and its mirror image, the flip
-augmentation) and its output kept in memory as float16, so every epoch only runs the
-fine-tuned block. Equations, parameters and results: ``docs/models/cnn_r.md``.
+of the network (the trunk) runs once per photo and view (the photo and its mirror image,
+the flip augmentation): its output maps are kept in the feature-map store
+(`phototag.features.maps`, float16, memory-mapped) and reused by every later fit and
+scoring, so an epoch only runs the fine-tuned block. Training goes through
+`phototag.training`. Equations, parameters and results: ``docs/models/cnn_r.md``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -31,82 +30,47 @@ from torch import nn
 from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError, check_choice, check_float, check_int
 from phototag.evaluation.decoding import TopK
-from phototag.features.encoders import Backbone, ImageEncoder, create_encoder
-from phototag.features.encoders.preprocess import normalize
-from phototag.features.extract import _Pool, decoded_batches, default_workers
+from phototag.features.encoders import ImageEncoder, create_encoder
+from phototag.features.encoders.runtime import torch_device
+from phototag.features.extract import extract_features, open_store
+from phototag.features.maps import VIEWS, open_map_stores
+from phototag.features.store import MappedRows, default_store_root
 from phototag.models.base import Annotator
 from phototag.models.cca import label_embedding_matrix
 from phototag.models.registry import register_annotator
+from phototag.models.regression.network import (
+    MapsDataset,
+    Regressor,
+    float_state,
+    l2_loss,
+    split_backbone,
+)
+from phototag.training import EarlyStopping, Group, LossTask, OptimizerSettings, Schedule, Trainer
 
 __all__ = ["CNNRAnnotator", "TrunkMaps", "split_backbone"]
 
 OOV_CHOICES = ("onehot", "error")
 RUNTIMES = ("torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-# ----------------------------------------------------------------------------- network
-def split_backbone(model: Backbone) -> tuple[nn.Module, nn.Module, str]:
-    """The frozen trunk, the fine-tuned last block, and the name of the trunk's output map.
-
-    EfficientNet-Lite: the last MBConv stage (``stage7``) and the 1x1 ``head`` conv are
-    fine-tuned; ResNet: ``layer4`` (``conv5_x``). The modules share the backbone's weights.
-    """
-    from phototag.features.encoders.efficientnet_lite import EfficientNetLite
-    from phototag.features.encoders.resnet import ResNet
-
-    if isinstance(model, EfficientNetLite):
-        trunk = nn.Sequential(model.stem, *model.blocks[:-1])
-        block = nn.Sequential(model.blocks[-1], model.head)
-        return trunk, block, model.stages[-3].name
-    if isinstance(model, ResNet):
-        parts = [model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2]
-        trunk = nn.Sequential(*parts, model.layer3)
-        return trunk, model.layer4, model.stages[-2].name
-    raise InvalidInputError(
-        "encoder",
-        "an EfficientNet-Lite or ResNet encoder (whose last block CNN-R fine-tunes)",
-        type(model).__name__,
-    )
-
-
-class _Regressor(nn.Module):
-    """Fine-tuned block -> global average pool -> dropout -> linear projection."""
-
-    def __init__(self, block: nn.Module, channels: int, dim: int, dropout: float) -> None:
-        super().__init__()
-        self.block = block
-        self.dropout = nn.Dropout(dropout)
-        self.projection = nn.Linear(channels, dim)
-
-    def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.dropout(self.block(maps).mean(dim=(2, 3))))
-
-    def train(self, mode: bool = True) -> Self:
-        """Training mode, except batch norms: they keep their ImageNet statistics."""
-        super().train(mode)
-        for module in self.block.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-        return self
-
-
-def _float_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """Floating-point tensors of `module`'s state (BatchNorm step counters left out)."""
-    return {k: v for k, v in module.state_dict().items() if v.is_floating_point()}
+#: Up to this many photos are decoded in-process: starting workers would cost more than
+#: it saves (and a service scoring a few uploads should not fork).
+IN_PROCESS_PHOTOS = 32
+#: Maps per forward pass when predicting.
+PREDICT_BATCH = 256
 
 
 # ------------------------------------------------------------------------ trunk maps
 @dataclass
 class TrunkMaps:
-    """Frozen-trunk outputs of a set of photos.
+    """Frozen-trunk outputs of a set of photos, memory-mapped from the feature-map store.
 
-    `maps` is float16 ``[n_kept, n_views, C, H, W]`` (view 0: the photo, view 1: its mirror
-    image when computed with flips); `kept` the item indices they belong to; `failures`
-    ``(path, reason)`` of the photos that could not be decoded.
+    `views` holds one `MappedRows` of float16 ``[C, H, W]`` maps per view (view 0: the
+    photo; view 1: its mirror image, when computed with flips), one row per item of
+    `kept` (the item indices they belong to); `failures` ``(path, reason)`` of the photos
+    that could not be decoded.
     """
 
-    maps: np.ndarray
+    views: tuple[MappedRows, ...]
     kept: np.ndarray
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -118,10 +82,12 @@ class TrunkMaps:
         """
         positions = np.asarray(positions, dtype=np.int64)
         subset = data.subset(self.kept[positions])
-        return subset, TrunkMaps(self.maps[positions], np.arange(len(positions)), [])
+        views = tuple(MappedRows(view.source, view.rows[positions]) for view in self.views)
+        return subset, TrunkMaps(views, np.arange(len(positions)), [])
 
-
-# ------------------------------------------------------------------------- validation
+    def plain(self) -> TrunkMaps:
+        """The photos as they are, without their mirror images (for validation)."""
+        return TrunkMaps(self.views[:1], self.kept, self.failures)
 
 
 # ------------------------------------------------------------------------------ model
@@ -150,14 +116,25 @@ class CNNRAnnotator(Annotator):
         validation_fraction: without a `valid` set, hold out this fraction of the
             training photos for early stopping (0: train all `epochs`).
         patience: epochs without a lower validation loss before stopping.
-        runtime: where the frozen trunk runs on CPU, ``"onnx"`` (faster) or ``"torch"``.
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-        workers: photo-decoding processes (None: one per core beyond the first; 0: none).
-        seed: initialisation, shuffling, flips and dropout.
-        verbose: print one line per epoch to stderr.
+        seed: shuffling, flips and dropout (the network starts from the pretrained block,
+            a zero projection and the mean target: no random initialisation).
+
+    Runtime settings (not saved with the model):
+        runtime: where the frozen trunk computes missing maps (always on the CPU),
+            ``"onnx"`` (faster) or ``"torch"``.
+        device: where the block trains and predicts: ``"auto"`` (CUDA when available),
+            ``"cpu"`` or ``"cuda"``.
+        workers: photo-decoding processes (None: as `phototag features` picks; 0: none).
+        store: feature store folder for the trunk maps (None: the cache's, as
+            `phototag features` uses).
+        verbose: progress of map computing and training (one line per epoch) on stderr.
     """
 
     extra_state: ClassVar[tuple[str, ...]] = ("encoder_id_", "oov_labels_", "history_")
+    #: Constructor arguments that say how to run, not what to learn: left out of the config.
+    runtime_settings: ClassVar[tuple[str, ...]] = (
+        "runtime", "device", "workers", "store", "verbose",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -179,6 +156,7 @@ class CNNRAnnotator(Annotator):
         device: str = "auto",
         workers: int | None = None,
         seed: int = 0,
+        store: str | None = None,
         verbose: bool = False,
     ) -> None:
         for name, value in (("encoder", encoder), ("embedding", embedding)):
@@ -186,6 +164,8 @@ class CNNRAnnotator(Annotator):
                 raise InvalidInputError(name, "a non-empty string", repr(value))
         if encoder_weights is not None and not isinstance(encoder_weights, str):
             raise InvalidInputError("encoder_weights", "None or a file path", repr(encoder_weights))
+        if store is not None and not isinstance(store, str):
+            raise InvalidInputError("store", "None or a folder path", repr(store))
         for name, value in (("normalize_embeddings", normalize_embeddings), ("flip", flip),
                             ("verbose", verbose)):  # fmt: skip
             if not isinstance(value, bool):
@@ -210,52 +190,55 @@ class CNNRAnnotator(Annotator):
         self.device = check_choice("device", device, DEVICES)
         self.workers = None if workers is None else check_int("workers", workers, 0)
         self.seed = check_int("seed", seed, 0)
+        self.store = store
         self.verbose = verbose
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments but the runtime settings."""
+        config = super().get_config()
+        return {k: v for k, v in config.items() if k not in self.runtime_settings}
 
     def required_features(self) -> tuple[str, ...]:
         """The encoder's pooled features, when it can be built by name.
 
-        CNN-R reads pixels, not these features; asking for them makes `phototag annotate`
-        and `evaluate` drop photos that cannot be decoded before the model sees them (and
-        lets ``--vocabulary`` use the same encoder).
+        CNN-R reads its trunk maps, not these features; asking for them makes `phototag
+        annotate` and `evaluate` drop photos that cannot be decoded before the model sees
+        them (and lets ``--vocabulary`` use the same encoder).
         """
         return (self.encoder,) if self.encoder_weights is None else ()
 
     # ------------------------------------------------------------------ network
-    def _torch_device(self) -> torch.device:
-        from phototag.features.encoders.runtime import torch_device
-
-        return torch_device(self.device)
-
-    def _build_encoder(self) -> ImageEncoder:
-        options: dict[str, Any] = {"runtime": "torch"}
+    def _build_encoder(self, runtime: str) -> ImageEncoder:
+        options: dict[str, Any] = {"runtime": runtime}
         if self.encoder_weights is not None:
             options["weights"] = self.encoder_weights
-        return create_encoder(self.encoder, **options)
+        with warnings.catch_warnings():  # no ONNX Runtime: the torch encoder does the same
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return create_encoder(self.encoder, **options)
 
-    def _parts(self) -> tuple[ImageEncoder, nn.Module, _Regressor | None, str]:
-        """(encoder, frozen trunk, regressor or None before fit, trunk output name), cached."""
+    def _parts(self) -> tuple[ImageEncoder, Regressor | None, str]:
+        """(torch encoder, regressor or None before fit, trunk output name), cached."""
         cached = getattr(self, "_network", None)
         if cached is None:
-            encoder = self._build_encoder()
+            encoder = self._build_encoder("torch")
             if hasattr(self, "encoder_id_") and encoder.feature_id != self.encoder_id_:
                 raise InvalidInputError(
                     "encoder", f"the encoder the model was trained with ({self.encoder_id_})",
                     encoder.feature_id,
                     "Install the same encoder weights, or train the model again.",
                 )  # fmt: skip
-            trunk, block, stage = split_backbone(encoder.model)
+            _, block, stage = split_backbone(encoder.model)
             regressor = None
             if hasattr(self, "block_state_"):
                 regressor = self._restore_regressor(block)
-            cached = (encoder, trunk.eval(), regressor, stage)
+            cached = (encoder, regressor, stage)
             self._network = cached
         return cached
 
-    def _restore_regressor(self, block: nn.Module) -> _Regressor:
+    def _restore_regressor(self, block: nn.Module) -> Regressor:
         weight = torch.from_numpy(np.asarray(self.projection_weight_, dtype=np.float32))
-        regressor = _Regressor(copy.deepcopy(block), weight.shape[1], weight.shape[0], 0.0)
-        state = _float_state(regressor.block)
+        regressor = Regressor(copy.deepcopy(block), weight.shape[1], weight.shape[0], 0.0)
+        state = float_state(regressor.block)
         flat = np.asarray(self.block_state_, dtype=np.float32)
         sizes = [t.numel() for t in state.values()]
         if flat.ndim != 1 or flat.size != sum(sizes):
@@ -273,7 +256,9 @@ class CNNRAnnotator(Annotator):
 
     # ---------------------------------------------------------------- trunk maps
     def trunk_maps(self, data: AnnotationSet, *, flip: bool | None = None) -> TrunkMaps:
-        """Run the frozen trunk on every photo of `data` (and its mirror image with `flip`).
+        """The frozen trunk's maps of every photo of `data` (and of its mirror image with
+        `flip`), from the feature-map store; photos whose maps are not stored yet are
+        computed and stored first (with their pooled features, in the same pass).
 
         Photos that cannot be decoded are listed in ``failures`` and left out of ``kept``.
         `fit` calls this; call it yourself to reuse the maps across several fits.
@@ -284,46 +269,35 @@ class CNNRAnnotator(Annotator):
                 f"{data.name} (labels/features only)",
                 "Give the dataset reader the image folder, e.g. NAME:PATH?images=DIR.",
             )  # fmt: skip
-        flip = self.flip if flip is None else flip
-        encoder, trunk, _, stage = self._parts()
-        device = self._torch_device()
-        onnx = self._onnx_encoder() if device.type == "cpu" and self.runtime == "onnx" else None
-        trunk.to(device)
-        views = 2 if flip else 1
-        chunks: list[np.ndarray] = []
-        kept: list[int] = []
-        failures: list[tuple[str, str]] = []
-        for indices, batch, failed in _decoded_batches(data.image_paths, encoder, self.workers):
-            failures.extend(failed)
-            if not indices:
-                continue
-            x = normalize(np.stack(batch), encoder.preprocess)
-            if flip:
-                x = torch.cat([x, torch.flip(x, dims=[3])])
-            if onnx is not None:
-                out = onnx.forward_features(x, [stage])[stage]
-            else:
-                with torch.inference_mode():
-                    out = trunk(x.to(device))
-            out = out.to("cpu", torch.float16).numpy()
-            chunks.append(out.reshape(views, len(indices), *out.shape[1:]).swapaxes(0, 1))
-            kept.extend(indices)
-        if not kept:
-            shown = "; ".join(reason for _, reason in failures[:3])
-            raise InvalidInputError("data", "at least one readable photo", f"none ({shown})")
-        return TrunkMaps(np.concatenate(chunks), np.asarray(kept, dtype=np.int64), failures)
+        views = VIEWS if (self.flip if flip is None else flip) else VIEWS[:1]
+        _, _, stage = self._parts()
+        source = self._extractor()
+        root = default_store_root() if self.store is None else Path(self.store)
+        paths = data.image_paths
+        workers = 0 if len(paths) <= IN_PROCESS_PHOTOS else self.workers
+        stores = open_map_stores(root, source, [stage], views)
+        try:
+            with open_store(root, source) as pooled:
+                digests, report = extract_features(
+                    paths, source, pooled, maps=stores, workers=workers, progress=self.verbose
+                )
+            kept = np.flatnonzero([digest is not None for digest in digests])
+            if not len(kept):
+                shown = "; ".join(reason for _, reason in report.failures[:3])
+                raise InvalidInputError("data", "at least one readable photo", f"none ({shown})")
+            stored = [digests[i] for i in kept]
+            mapped = tuple(store.mapped(stored) for store in stores)  # type: ignore[arg-type]
+        finally:
+            for store in stores:
+                store.close()
+        return TrunkMaps(mapped, kept, report.failures)
 
-    def _onnx_encoder(self) -> ImageEncoder | None:
-        """The same encoder on ONNX Runtime (for the frozen trunk) if it can be had, cached."""
-        if not hasattr(self, "_onnx"):
-            options: dict[str, Any] = {"runtime": "onnx"}
-            if self.encoder_weights is not None:
-                options["weights"] = self.encoder_weights
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                encoder = create_encoder(self.encoder, **options)
-            self._onnx = encoder if encoder.runtime == "onnx" else None
-        return self._onnx
+    def _extractor(self) -> ImageEncoder:
+        """The encoder that computes missing maps (on `runtime`), cached."""
+        if not hasattr(self, "_source"):
+            source = self._build_encoder(self.runtime) if self.runtime == "onnx" else None
+            self._source = source if source is not None else self._parts()[0]
+        return self._source
 
     # ------------------------------------------------------------------- targets
     def _label_vectors(self) -> tuple[np.ndarray, list[str]]:
@@ -399,127 +373,80 @@ class CNNRAnnotator(Annotator):
                 stacklevel=3,
             )
         self.label_vectors_, self.oov_labels_ = self._label_vectors()
-        encoder, _, _, _ = self._parts()
+        encoder, _, _ = self._parts()
         self.encoder_id_ = encoder.feature_id
         targets, labelled = self._targets(train, maps.kept)
-        rng = np.random.default_rng(self.seed)
         fit_rows = np.flatnonzero(labelled)
-        valid_rows = np.zeros(0, dtype=np.int64)
+        held_out = None
         if valid is None and self.validation_fraction > 0:
-            shuffled = rng.permutation(fit_rows)
+            shuffled = np.random.default_rng(self.seed).permutation(fit_rows)
             n_valid = max(1, round(self.validation_fraction * len(shuffled)))
             valid_rows, fit_rows = np.sort(shuffled[:n_valid]), np.sort(shuffled[n_valid:])
-        if len(fit_rows) == 0:
-            raise InvalidInputError("train", "items with at least one label", "none")
-        held_out = None
-        if len(valid_rows):
-            held_out = (maps.maps[valid_rows, :1], targets[valid_rows])
+            held_out = MapsDataset(maps.views[:1], valid_rows, targets[valid_rows])
         elif valid is not None and valid_maps is not None:
             valid_targets, valid_labelled = self._targets(valid, valid_maps.kept)
             rows = np.flatnonzero(valid_labelled)
             if len(rows):
-                held_out = (valid_maps.maps[rows, :1], valid_targets[rows])
-        self._train(maps.maps[fit_rows], targets[fit_rows], held_out, rng)
+                held_out = MapsDataset(valid_maps.views[:1], rows, valid_targets[rows])
+        if len(fit_rows) == 0:
+            raise InvalidInputError("train", "items with at least one label", "none")
+        self._train(MapsDataset(maps.views, fit_rows, targets[fit_rows]), held_out)
 
-    def _train(
-        self,
-        maps: np.ndarray,
-        targets: np.ndarray,
-        held_out: tuple[np.ndarray, np.ndarray] | None,
-        rng: np.random.Generator,
-    ) -> None:
-        """Adam on the block + projection; keep the epoch with the lowest held-out loss."""
-        encoder, trunk, _, stage = self._parts()
+    def _train(self, train: MapsDataset, held_out: MapsDataset | None) -> None:
+        """AdamW on the block + projection; the epoch with the lowest held-out loss."""
+        encoder, _, stage = self._parts()
         block = copy.deepcopy(split_backbone(encoder.model)[1])  # pretrained weights, tuned
-        device = self._torch_device()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = _Regressor(block, encoder.num_features, targets.shape[1], self.dropout)
-            # Start from the constant prediction "mean training target" (loss = variance).
-            nn.init.zeros_(net.projection.weight)
-            net.projection.bias.data.copy_(torch.from_numpy(targets.mean(axis=0)))
-            net.to(device)
-            optimizer = torch.optim.AdamW(
-                [{"params": net.block.parameters(), "lr": self.block_lr},
-                 {"params": net.projection.parameters(), "lr": self.lr}],
-                weight_decay=self.weight_decay,
-            )  # fmt: skip
-            steps = self.epochs * math.ceil(len(maps) / self.batch_size)
-            schedule = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
-            )
-            y_all = torch.from_numpy(targets)
-            self.history_: list[dict[str, float]] = []
-            best: tuple[float, dict[str, torch.Tensor]] | None = None
-            waited = 0
-            for epoch in range(self.epochs):
-                order = rng.permutation(len(maps))
-                view = rng.integers(0, maps.shape[1], len(maps))
-                net.train()
-                total = 0.0
-                for start in range(0, len(order), self.batch_size):
-                    idx = order[start : start + self.batch_size]
-                    x = torch.from_numpy(maps[idx, view[idx]]).to(device).float()
-                    loss = _l2_loss(net(x), y_all[idx].to(device))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    total += float(loss.detach()) * len(idx)
-                record = {"epoch": epoch + 1, "train_loss": total / len(maps)}
-                if held_out is not None:
-                    record["valid_loss"] = self._held_out_loss(net, *held_out, device)
-                self.history_.append(record)
-                if self.verbose:
-                    shown = ", ".join(f"{k} {v:.4f}" for k, v in record.items() if k != "epoch")
-                    print(f"cnn_r epoch {epoch + 1}/{self.epochs}: {shown}", file=sys.stderr)
-                if held_out is None:
-                    continue
-                if best is None or record["valid_loss"] < best[0]:
-                    best = (record["valid_loss"], copy.deepcopy(net.state_dict()))
-                    waited = 0
-                else:
-                    waited += 1
-                    if waited >= self.patience:
-                        break
-        if best is not None:
-            net.load_state_dict(best[1])
-        net.to("cpu").eval()
-        state = _float_state(net.block)
+        mean_target = train.targets.mean(dim=0)
+        net = Regressor(block, encoder.num_features, len(mean_target), self.dropout)
+        # Start from the constant prediction "mean training target" (loss = variance).
+        nn.init.zeros_(net.projection.weight)
+        net.projection.bias.data.copy_(mean_target)
+        result = self._trainer(held_out is not None).fit(net, LossTask(l2_loss), train, held_out)
+        self.history_ = result.history_
+        state = float_state(net.block)
         self.block_state_ = np.concatenate(
             [t.detach().numpy().ravel() for t in state.values()]
         ).astype(np.float32)
         self.projection_weight_ = net.projection.weight.detach().numpy().copy()
         self.projection_bias_ = net.projection.bias.detach().numpy().copy()
-        self._network = (encoder, trunk, net, stage)
+        self._network = (encoder, net, stage)
 
-    def _held_out_loss(
-        self, net: _Regressor, maps: np.ndarray, targets: np.ndarray, device: torch.device
-    ) -> float:
-        predictions = self._predict(net, maps[:, 0], device)
-        return float(_l2_loss(torch.from_numpy(predictions), torch.from_numpy(targets)))
-
-    def _predict(self, net: _Regressor, maps: np.ndarray, device: torch.device) -> np.ndarray:
-        net.eval()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(maps), 256):
-                x = torch.from_numpy(maps[start : start + 256]).to(device).float()
-                out.append(net(x).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, net.projection.out_features))
+    def _trainer(self, early_stopping: bool) -> Trainer:
+        """AdamW with the block at `block_lr`, cosine decay to 0 over all steps, early
+        stopping on the held-out L2 loss when there is one."""
+        optimizer = OptimizerSettings(
+            "adamw", lr=self.lr, weight_decay=self.weight_decay,
+            groups=(Group("block", lr=self.block_lr),),
+        )  # fmt: skip
+        return Trainer(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=optimizer,
+            schedule=Schedule("cosine"),
+            early_stopping=EarlyStopping("min", self.patience) if early_stopping else None,
+            accelerator=torch_device(self.device).type,
+            seed=self.seed,
+            progress=self.verbose,
+        )
 
     # -------------------------------------------------------------------- scores
     def predict_embeddings(self, maps: TrunkMaps) -> np.ndarray:
-        """The regressed vectors ``[n_kept, d]`` of precomputed (view-0) trunk maps."""
+        """The regressed vectors ``[n_kept, d]`` of precomputed trunk maps (view 0)."""
         self._check_fitted()
-        _, _, regressor, _ = self._parts()
+        _, regressor, _ = self._parts()
         assert regressor is not None  # fitted models always have one
-        device = self._torch_device()
-        regressor.to(device)
+        device = torch_device(self.device)
+        rows = maps.views[0]
+        out = [np.zeros((0, regressor.projection.out_features), dtype=np.float32)]
+        regressor.to(device).eval()
         try:
-            return self._predict(regressor, maps.maps[:, 0], device)
+            with torch.inference_mode():
+                for start in range(0, len(rows), PREDICT_BATCH):
+                    x = torch.from_numpy(rows[start : start + PREDICT_BATCH].astype(np.float32))
+                    out.append(regressor(x.to(device)).float().cpu().numpy())
         finally:
             regressor.to("cpu")
+        return np.concatenate(out)
 
     def scores_from_maps(self, maps: TrunkMaps) -> np.ndarray:
         """Cosine similarity of each predicted vector to every label's vector."""
@@ -540,26 +467,3 @@ class CNNRAnnotator(Annotator):
                 f"Remove {path} (and {len(maps.failures) - 1} more) from the inputs.",
             )  # fmt: skip
         return self.scores_from_maps(maps)
-
-
-def _l2_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distance, averaged over the batch (the paper's L2 loss)."""
-    return ((predicted - target) ** 2).sum(dim=1).mean()
-
-
-def _decoded_batches(
-    paths: list[str], encoder: ImageEncoder, workers: int | None, batch_size: int = 32
-) -> Iterator[tuple[list[int], list[np.ndarray], list[tuple[str, str]]]]:
-    """`phototag.features.extract.decoded_batches` of `paths` in a pool of its own.
-
-    A single batch is decoded in-process: starting workers would cost more than it saves
-    (and a service scoring a few uploads should not fork).
-    """
-    if len(paths) <= batch_size:
-        workers = 0
-    pool = _Pool(default_workers(paths) if workers is None else workers)
-    try:
-        with closing(decoded_batches(paths, encoder.preprocess, batch_size, pool)) as batches:
-            yield from batches
-    finally:
-        pool.close()
