@@ -4,17 +4,24 @@ Phase 1 (``--compute-only``, on a GPU; about 4 minutes on an H100): the whole ph
 squashed to 384 x 384 px (Corel photos are 192 x 128; the standard centre crop cuts off
 a third of them), and
 
-- ``squash384``: the pretrained network's pooled features (mean of photo and mirror);
+- ``squash384``: the pretrained network's pooled features;
 - the whole network is fine-tuned with a 260-way sigmoid classifier on 90% of the
   training split: random resized crops (area 0.5-1, aspect 3/4-4/3) and flips made on
   the GPU, the asymmetric loss of Ridnik et al. 2021 (gamma- 4, gamma+ 0, clip 0.05),
   AdamW (2e-4 network, 2e-3 classifier, weight decay 1e-4), one warm-up epoch then a
   cosine schedule over 40 epochs, batch 64, bf16, and an exponential moving average of
-  the weights (0.998) as the final model. The other 10% (``heldout.npy``) is only
-  scored. Saved: ``finetuned.npy`` (pooled features, photo + mirror) and
-  ``finetuned_probs.npy`` (classifier probabilities, photo + mirror) for every photo, and
+  the weights (0.998) as the final model: `phototag.finetune.finetune_encoder`, the
+  recipe of `phototag finetune`. The other 10% (``heldout.npy``) is only scored. Saved:
   the network's weights (``finetuned.safetensors``, float16), which phototag's feature
-  names take: ``efficientnet_lite2?weights=DIR/finetuned.safetensors&input_size=384&resize=squash``.
+  names take (``efficientnet_lite2?weights=DIR/finetuned.safetensors&input_size=384&
+  resize=squash``), and for every photo ``finetuned.npy`` (its pooled features,
+  extracted by the library with those weights into ``DIR/store``) and
+  ``finetuned_probs.npy`` (the classifier's probabilities on them).
+
+Until the training engine took over (issue 12) the features and probabilities were the
+mean of the photo and its mirror image, computed by the study's own loop on the GPU; the
+library extracts the photo's alone (at 260 px the feature study measured the mirror mean
+at -0.2 F1 for 2PKNN and -0.4 for TagProp against the photo alone, docs/benchmarks.md).
 
 Phase 2 (here, on the CPU): TagProp and 2PKNN fitted on the training split of each
 feature, TagProp on several features at once (neighbours from their equally weighted
@@ -35,14 +42,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -50,10 +55,14 @@ sys.path.insert(0, str(ROOT / "src"))
 from corel_study import fit_and_score, top5_row  # noqa: E402
 
 from phototag.data.readers import read_dataset  # noqa: E402
-from phototag.features.encoders import create_encoder  # noqa: E402
-from phototag.features.encoders.preprocess import normalize  # noqa: E402
-from phototag.features.extract import decode_photos  # noqa: E402
-from phototag.finetune import FinetuneRecipe, finetune_encoder, save_network  # noqa: E402
+from phototag.features.attach import with_features  # noqa: E402
+from phototag.features.extract import create_source  # noqa: E402
+from phototag.finetune import (  # noqa: E402
+    FinetuneRecipe,
+    feature_name,
+    finetune_encoder,
+    save_network,
+)
 from phototag.models import create_annotator  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -61,62 +70,32 @@ RECIPE = FinetuneRecipe()  # phototag's `finetune` defaults: the recipe of this 
 HELD_OUT = 0.1
 
 
-class Photos:
-    """All photos as uint8 model inputs on the device, normalised per batch."""
-
-    def __init__(self, paths: list[str], encoder) -> None:  # type: ignore[no-untyped-def]
-        pixels, _, failures = decode_photos(paths, encoder.preprocess, os.cpu_count())
-        if failures:
-            raise SystemExit(f"cannot decode: {failures[:3]}")
-        self.pixels = torch.from_numpy(pixels).to(DEVICE)
-        self.preprocess = encoder.preprocess
-
-    def __len__(self) -> int:
-        return len(self.pixels)
-
-    def batch(self, rows) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        return normalize(self.pixels[rows], self.preprocess)
-
-
-def predict(model: nn.Module, x: Photos, classifier: nn.Module | None = None):  # type: ignore[no-untyped-def]
-    """Pooled features (and classifier probabilities) averaged over photo and mirror."""
-    model.eval()
-    features, probabilities = [], []
-    with torch.inference_mode(), torch.autocast(DEVICE, torch.bfloat16):
-        for start in range(0, len(x), 256):
-            batch = x.batch(slice(start, start + 256))
-            views = [model(v)["pooled"].float() for v in (batch, torch.flip(batch, dims=[3]))]
-            features.append((sum(views) / 2).cpu())
-            if classifier is not None:
-                probs = [torch.sigmoid(classifier(v).float()) for v in views]
-                probabilities.append((sum(probs) / 2).cpu())
-    return torch.cat(features).numpy(), torch.cat(probabilities).numpy() if probabilities else None
+def pooled(data, feature: str, store: Path) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """`feature` of every photo of `data`, through the library's feature store."""
+    found, _ = with_features(data, feature, store_root=store, key="x", progress=False)
+    if found.n_items != data.n_items:
+        raise SystemExit(f"cannot decode: {found.notes[:3]}")
+    return found.features["x"]
 
 
 def compute(data, directory: Path, seed: int, weights: str | None, size: int) -> None:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
-    paths = [str(p) for p in data.image_paths]
-    encoder = create_encoder(
-        "efficientnet_lite2", weights=weights, input_size=size, resize="squash", runtime="torch"
-    )
-    x = Photos(paths, encoder)
+    spec = f"efficientnet_lite2?input_size={size}&resize=squash"
+    spec += f"&weights={Path(weights).resolve()}" if weights else ""
+    store = directory / "store"
     directory.mkdir(parents=True, exist_ok=True)
-    pretrained = predict(encoder.model.to(DEVICE), x)[0]
-    np.save(directory / f"squash{size}.npy", pretrained.astype(np.float16))
+    np.save(directory / f"squash{size}.npy", pooled(data, spec, store).astype(np.float16))
     train_rows = np.asarray(data.splits["train"])
     shuffled = np.random.default_rng(seed).permutation(train_rows)
     n_held = round(HELD_OUT * len(train_rows))
     held, fit = np.sort(shuffled[:n_held]), np.sort(shuffled[n_held:])
-
-    def report(epoch: int, loss: float) -> None:
-        print(f"epoch {epoch}: loss {loss:.3f}", flush=True)
-
-    result = finetune_encoder(
-        encoder, data.subset(fit), RECIPE, device=DEVICE, seed=seed, progress=report
-    )  # fmt: skip
-    features, probabilities = predict(result.network.to(DEVICE), x, result.classifier.to(DEVICE))
-    np.save(directory / "finetuned.npy", features.astype(np.float16))
+    encoder = create_source(spec, runtime="torch")
+    result = finetune_encoder(encoder, data.subset(fit), RECIPE, device=DEVICE, seed=seed)
     save_network(result.network, directory / "finetuned.safetensors")
+    features = pooled(data, feature_name(spec, directory / "finetuned.safetensors"), store)
+    with torch.inference_mode():
+        probabilities = torch.sigmoid(result.classifier(torch.from_numpy(features))).numpy()
+    np.save(directory / "finetuned.npy", features.astype(np.float16))
     np.save(directory / "finetuned_probs.npy", probabilities.astype(np.float16))
     np.save(directory / "heldout.npy", held)
     (directory / "items.txt").write_text("\n".join(data.item_ids) + "\n")

@@ -69,9 +69,13 @@ def test_finetuning_changes_the_features_and_saves_a_loadable_network(folder, tm
     encoder = create_source(TINY, runtime="torch")
     before = {k: v.clone() for k, v in encoder.model.state_dict().items()}
     recipe = FinetuneRecipe(epochs=3, batch_size=4, lr=1e-3)
-    result = finetune_encoder(encoder, train, recipe, device="cpu", workers=0)
+    result = finetune_encoder(encoder, train, recipe, device="cpu", workers=0, progress=False)
     assert [path for path, _ in result.failures] == [str(folder / "broken.jpg")]
-    assert len(result.losses) == 3 and all(np.isfinite(result.losses))
+    losses = [h["train_loss"] for h in result.history_]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    # 8 photos in batches of 4: 2 steps an epoch, the first epoch warms up (docs/training.md)
+    rates = [h["lr_network"] for h in result.history_]
+    assert rates[0] == pytest.approx(1e-3 / 3) and rates[1] == pytest.approx(1e-3)
     for key, value in encoder.model.state_dict().items():  # the encoder is left as it was
         assert torch.equal(value, before[key])
 
@@ -98,7 +102,7 @@ def test_the_command_writes_weights_and_prints_their_feature_name(folder, tmp_pa
     captured = capsys.readouterr()
     assert code == 1  # the broken photo is reported, the rest trains
     assert "skipped" in captured.err and "broken.jpg" in captured.err
-    assert "epoch 1/1: loss" in captured.err
+    assert "train 1/1: " in captured.err and "train_loss" in captured.err
     name = captured.out.strip().splitlines()[-1].strip()
     assert name == feature_name(TINY, out)
     with safe_open(str(out), "pt") as weights:

@@ -5,10 +5,11 @@ EfficientNet-Lite2's features from TagProp F1 39.3 into 43.8-45.3, and the ensem
 47.3: every photo is decoded once to the encoder's input (``resize=squash`` keeps the
 whole photo) and kept in memory as uint8; each step takes random resized crops (area
 `min_area`..1, aspect 3/4..4/3) and horizontal flips of a batch on the device; the whole
-network and a new linear classifier over the labels are trained with the asymmetric loss
-(`phototag.models.linear.asymmetric_loss`), AdamW, one warm-up epoch and a cosine
-schedule; the exponential moving average of the weights is the result. On a GPU that
-takes about 4 minutes for Corel-5k; on CPU cores, hours.
+network and a new linear classifier over the labels are trained through
+`phototag.training` with the asymmetric loss (`phototag.models.linear.asymmetric_loss`),
+AdamW, one warm-up epoch and a cosine schedule; the exponential moving average of the
+weights is the result. On a GPU that takes about 4 minutes for Corel-5k; on CPU cores,
+hours. Under ``torchrun`` it trains on several GPUs (docs/training.md).
 
 The classifier is dropped: the result is the network's weights (float16 safetensors,
 with the recipe in its metadata), which a feature name carries, e.g.
@@ -21,24 +22,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import numpy as np
+import torch
+from torch import nn
 
 from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError, check_float, check_int
-from phototag.features.encoders.preprocess import normalize
+from phototag.features.encoders.preprocess import Preprocess, normalize
 from phototag.features.extract import decode_photos, parse_source_spec
 from phototag.fileio import atomic_write
+from phototag.models.linear import asymmetric_loss
+from phototag.training import Group, OptimizerSettings, Schedule, Task, Trainer
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
     from phototag.features.encoders import ImageEncoder
 
 WEIGHTS_FORMAT = "phototag.FinetunedEncoder"
@@ -77,12 +78,13 @@ class FinetuneRecipe:
 @dataclass
 class FinetuneResult:
     """What `finetune_encoder` produced: the network and its label classifier (both the
-    moving averages, on the CPU), the photos it could not read, and each epoch's loss."""
+    moving averages, on the CPU), the photos it could not read, and the trainer's
+    `history_` (one entry per epoch, with its ``train_loss``)."""
 
     network: nn.Module
     classifier: nn.Module
     failures: list[tuple[str, str]]
-    losses: list[float]
+    history_: list[dict[str, Any]]
 
 
 def random_resized_crops(
@@ -90,7 +92,6 @@ def random_resized_crops(
 ) -> torch.Tensor:
     """Random resized crops (area `min_area`..1, aspect 3/4..4/3) and horizontal flips of
     a float batch ``[N, C, H, W]``, at the same size, by one bilinear grid sample."""
-    import torch
     import torch.nn.functional as F
 
     n, device = len(x), x.device
@@ -118,18 +119,16 @@ def finetune_encoder(
     device: str = "auto",
     seed: int = 0,
     workers: int | None = None,
-    progress: Callable[[int, float], None] | None = None,
+    progress: bool = True,
 ) -> FinetuneResult:
     """Fine-tune `encoder`'s torch network on `train`'s photos and labels (module
-    docstring); `progress(epoch, loss)` is called after each epoch. `encoder` is left
+    docstring), reporting each epoch on stderr with `progress`. `encoder` is left
     unchanged; photos that cannot be decoded are skipped and listed."""
     import copy
 
-    import torch
-    from torch import nn
+    from torch.utils.data import TensorDataset
 
     from phototag.features.encoders.runtime import torch_device
-    from phototag.models.linear import asymmetric_loss
 
     if train.image_paths is None:
         raise InvalidInputError("dataset", "a dataset with images", f"{train.name} (labels only)")
@@ -139,61 +138,62 @@ def finetune_encoder(
     )
     if len(rows) < 2:
         raise InvalidInputError("dataset", "at least 2 readable photos", f"{len(rows)}")
-    x = torch.from_numpy(pixels).to(torch_dev)
+    x = torch.from_numpy(pixels).to(torch_dev)  # uint8 on the device, normalised per batch
     y = torch.from_numpy(train.labels[rows].toarray().astype(np.float32)).to(torch_dev)
-
-    generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = copy.deepcopy(encoder.model).to(torch_dev, memory_format=torch.channels_last)
-        classifier = nn.Sequential(
-            nn.Dropout(recipe.dropout), nn.Linear(network.num_features, y.shape[1])
-        ).to(torch_dev)
-        both = nn.ModuleDict({"network": network, "classifier": classifier})
-        average = torch.optim.swa_utils.AveragedModel(
-            both,
-            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema),
-            use_buffers=True,
+        network = copy.deepcopy(encoder.model).to(memory_format=torch.channels_last)
+        both = _Classified(network, recipe.dropout, y.shape[1])
+    batch = min(recipe.batch_size, len(rows))
+    trainer = Trainer(
+        epochs=recipe.epochs,
+        batch_size=batch,
+        optimizer=OptimizerSettings(
+            "adamw", lr=recipe.lr, weight_decay=recipe.weight_decay,
+            groups=(Group("network"), Group("classifier", lr=recipe.classifier_lr)),
+        ),
+        schedule=Schedule("cosine", warmup=len(rows) // batch),  # one epoch of warm-up
+        ema=recipe.ema,
+        precision="bf16-mixed" if torch_dev.type == "cuda" else "32-true",
+        accelerator=torch_dev.type,
+        seed=seed,
+        drop_last=True,
+        progress=progress,
+    )  # fmt: skip
+    task = _FinetuneTask(encoder.preprocess, recipe)
+    result = trainer.fit(both, task, TensorDataset(x, y))
+    return FinetuneResult(both.network, both.classifier, failures, result.history_)
+
+
+class _Classified(nn.Module):
+    """The network and a new classifier over the labels, as one module (one forward, so
+    that DDP averages the gradients of both): logits from the pooled features."""
+
+    def __init__(self, network: nn.Module, dropout: float, n_labels: int) -> None:
+        super().__init__()
+        self.network = network
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(network.num_features, n_labels),  # type: ignore[arg-type]
         )
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": network.parameters(), "lr": recipe.lr},
-                {"params": classifier.parameters(), "lr": recipe.classifier_lr},
-            ],
-            weight_decay=recipe.weight_decay,
-        )
-        batch = min(recipe.batch_size, len(rows))
-        per_epoch = max(1, len(rows) // batch)
-        total = recipe.epochs * per_epoch
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda s: min(1.0, (s + 1) / per_epoch) * 0.5 * (1 + math.cos(math.pi * s / total)),
-        )
-        autocast = torch.autocast("cuda", torch.bfloat16, enabled=torch_dev.type == "cuda")
-        losses = []
-        for epoch in range(recipe.epochs):
-            both.train()
-            order = torch.randperm(len(rows), generator=generator).to(torch_dev)
-            epoch_loss = torch.zeros((), device=torch_dev)
-            for step in range(per_epoch):
-                take = order[step * batch : (step + 1) * batch]
-                inputs = normalize(x[take], encoder.preprocess)
-                inputs = random_resized_crops(inputs, recipe.min_area, generator)
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-                with autocast:
-                    logits = classifier(network(inputs)["pooled"]).float()
-                loss = asymmetric_loss(logits, y[take], recipe.gamma_neg, recipe.clip)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                average.update_parameters(both)
-                epoch_loss += loss.detach() / per_epoch
-            losses.append(epoch_loss.item())
-            if progress is not None:
-                progress(epoch + 1, losses[-1])
-    network, classifier = (average.module[key].cpu().eval() for key in ("network", "classifier"))
-    return FinetuneResult(network, classifier, failures, losses)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.network(x)["pooled"]).float()
+
+
+class _FinetuneTask(Task):
+    """Items ``(uint8 pixels, labels)``: normalise, random resized crops and flips (from
+    the trainer's seeded generator), the asymmetric loss of the classifier's logits."""
+
+    def __init__(self, preprocess: Preprocess, recipe: FinetuneRecipe) -> None:
+        self.preprocess = preprocess
+        self.recipe = recipe
+
+    def training_step(self, module: nn.Module, batch: Any) -> torch.Tensor:
+        pixels, labels = batch
+        x = random_resized_crops(normalize(pixels, self.preprocess), self.recipe.min_area)
+        logits = module(x.contiguous(memory_format=torch.channels_last))
+        return asymmetric_loss(logits, labels, self.recipe.gamma_neg, self.recipe.clip)
 
 
 def save_network(
