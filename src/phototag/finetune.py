@@ -78,13 +78,15 @@ class FinetuneRecipe:
 @dataclass
 class FinetuneResult:
     """What `finetune_encoder` produced: the network and its label classifier (both the
-    moving averages, on the CPU), the photos it could not read, and the trainer's
-    `history_` (one entry per epoch, with its ``train_loss``)."""
+    moving averages, on the CPU), the photos it could not read, the trainer's `history_`
+    (one entry per epoch, with its ``train_loss``), and whether this process writes the
+    result (rank 0 under torchrun; always when alone)."""
 
     network: nn.Module
     classifier: nn.Module
     failures: list[tuple[str, str]]
     history_: list[dict[str, Any]]
+    is_global_zero: bool = True
 
 
 def random_resized_crops(
@@ -162,7 +164,9 @@ def finetune_encoder(
     )  # fmt: skip
     task = _FinetuneTask(encoder.preprocess, recipe)
     result = trainer.fit(both, task, TensorDataset(x, y))
-    return FinetuneResult(both.network, both.classifier, failures, result.history_)
+    return FinetuneResult(
+        both.network, both.classifier, failures, result.history_, result.is_global_zero
+    )
 
 
 class _Classified(nn.Module):

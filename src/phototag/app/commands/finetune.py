@@ -67,6 +67,8 @@ def _run_finetune(args: argparse.Namespace) -> int:
     result = finetune_encoder(
         encoder, train, recipe, device=args.device, seed=args.seed, workers=args.workers
     )  # each epoch on stderr: "train 3/40: lr ..., train_loss ..., ... s"
+    if not result.is_global_zero:  # under torchrun, the first process reports and saves
+        return 0
     for path, reason in result.failures:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     save_network(result.network, args.out, recipe_metadata(recipe, args.encoder, args.dataset))
