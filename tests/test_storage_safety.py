@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from full_disk import fill
+from full_disk import NO_SPACE, add_while_the_disk_fills, fill
 from safetensors.numpy import load_file, save_file
 
 from phototag.data import from_label_sets
@@ -28,7 +28,6 @@ from phototag.fileio import DamagedFileError, StorageError
 from phototag.library.feedback import FeedbackStore
 from phototag.models import Annotator, create_annotator
 
-NO_SPACE = "no space left on the device: free some space and run again"
 C, W = "config.json", "weights.safetensors"
 
 
@@ -92,31 +91,12 @@ def test_a_disk_that_fills_up_while_adding_leaves_the_store_consistent(tmpfs):
     naming the store's folder and records nothing; both failure points are met (vectors
     cut short, and vectors written whole but the SQLite index full)."""
     dim = 2000
-    row_bytes = dim * 4
-    failures = set()
-    for leave in range(0, 64 * 1024, 2048):
-        disk = tmpfs("256k")
-        with FeatureStore(disk, "enc", dim=dim) as store:
-            store.add(["a"], np.ones((1, dim), np.float32))
-            filler = fill(disk, leave=leave)
-            try:
-                store.add([f"r{i}" for i in range(4)], np.full((4, dim), 2, np.float32))
-            except StorageError as error:
-                assert str(error) == f"{store.directory}: {NO_SPACE}"
-                assert len(store) == 1
-                written = (store.directory / "vectors.bin").stat().st_size
-                failures.add("index full" if written == 5 * row_bytes else "vectors cut short")
-                expected = 1
-            else:
-                expected = 5
-            filler.unlink()
-            store.add(["z"], np.full((1, dim), 3, np.float32))
-        with FeatureStore(disk, "enc", dim=dim) as reopened:
-            assert len(reopened) == expected + 1
-            vectors, found = reopened.get(["a", "r3", "z"])
-            assert found.tolist() == [True, expected == 5, True]
-            assert vectors[:, 0].tolist() == [1.0, 2.0 if expected == 5 else 0.0, 3.0]
-    assert failures == {"index full", "vectors cut short"}
+
+    def open_store(disk):
+        return FeatureStore(disk, "enc", dim=dim)
+
+    failures = add_while_the_disk_fills(tmpfs, open_store, (dim,), np.float32, "vectors.bin")
+    assert failures == {"index full", "rows cut short"}
 
 
 # ------------------------------------------------------------- feature store, damaged
