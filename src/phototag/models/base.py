@@ -72,6 +72,9 @@ class Annotator(ABC):
     #: Learned torch modules (attributes ending in ``_``), saved as named state dicts
     #: (``"net_.0.weight"``); `build_modules` makes them anew before loading.
     torch_modules: ClassVar[tuple[str, ...]] = ()
+    #: Constructor arguments that say how to run (device, workers, verbosity), left out
+    #: of `get_config` and so of the saved config.
+    runtime_settings: ClassVar[tuple[str, ...]] = ()
 
     vocabulary_: Vocabulary
     decoder_: Decoder
@@ -125,9 +128,11 @@ class Annotator(ABC):
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, read back from the attributes of the same names."""
+        """Constructor arguments, read back from the attributes of the same names, but
+        the `runtime_settings` (how to run, not what was learned: never saved)."""
         params = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in params if name != "self"}
+        skip = {"self", *self.runtime_settings}
+        return {name: getattr(self, name) for name in params if name not in skip}
 
     def clone(self, *, keep_state: bool = False, **params: Any) -> Self:
         """A new model of this configuration with `params` changed (scikit-learn's

@@ -193,11 +193,6 @@ class CNNRAnnotator(Annotator):
         self.store = store
         self.verbose = verbose
 
-    def get_config(self) -> dict[str, Any]:
-        """The constructor arguments but the runtime settings."""
-        config = super().get_config()
-        return {k: v for k, v in config.items() if k not in self.runtime_settings}
-
     def required_features(self) -> tuple[str, ...]:
         """The encoder's pooled features, when it can be built by name.
 
