@@ -133,8 +133,15 @@ def find_photos(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
     exist (each reported on stderr as skipped; the run goes on without them)."""
     missing = [str(p) for p in paths if not p.exists()]
     for path in missing:
-        print(f"skipped: {printable(missing_error(path))}", file=sys.stderr)
+        report_skip(missing_error(path))
     return [str(p) for p in iter_image_files([p for p in paths if p.exists()])], missing
+
+
+def report_skip(error: str | None) -> None:
+    """The ``skipped: ...`` line of a file a batch could not process (`error`; None: it
+    was processed, nothing to say), on stderr."""
+    if error is not None:
+        print(f"skipped: {printable(error)}", file=sys.stderr)
 
 
 def missing_error(path: str) -> str:

@@ -52,6 +52,7 @@ def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -
 
 
 def attach_features(dataset: Any, encoders: Sequence[str], args: argparse.Namespace) -> Any:
+    from phototag.app.batch import report_skip
     from phototag.features.attach import with_features
 
     for name in encoders:
@@ -68,7 +69,7 @@ def attach_features(dataset: Any, encoders: Sequence[str], args: argparse.Namesp
         )
         print(f"{name}: {report.summary()}", file=sys.stderr)
         for path, reason in report.failures:
-            print(f"skipped: {reason or path}", file=sys.stderr)
+            report_skip(reason or path)
     return dataset
 
 

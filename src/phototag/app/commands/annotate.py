@@ -76,6 +76,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         missing_error,
         open_journal,
         record_annotation,
+        report_skip,
         resume_annotations,
     )
     from phototag.evaluation.decoding import Threshold, TopK
@@ -122,7 +123,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
         for result, replayed in resume_annotations(paths, journal, annotate):
             name = printable(result.path)
             if result.error is not None:
-                print(f"skipped: {printable(result.error)}", file=sys.stderr)
+                report_skip(result.error)
             elif writer:
                 writer.writerows((name, label, f"{score:.4f}") for label, score in result.tags)
             elif args.format == "json":

@@ -82,7 +82,7 @@ def _extract_resumable(paths: Sequence[str], journal: Any, args: argparse.Namesp
     Journaled files are neither hashed nor decoded again. Prints the extraction report
     (computed, already stored, failed).
     """
-    from phototag.app.batch import BatchSummary, progress_bar
+    from phototag.app.batch import BatchSummary, progress_bar, report_skip
     from phototag.errors import InvalidInputError
     from phototag.features.encoders import ImageEncoder
     from phototag.features.extract import (
@@ -105,7 +105,7 @@ def _extract_resumable(paths: Sequence[str], journal: Any, args: argparse.Namesp
     total = ExtractionReport()
     done = journal.completed(paths)
     for path, entry in done.items():
-        _report_skip(entry.error)
+        report_skip(entry.error)
         summary.add(path, entry.error, replayed=True)
     todo = [p for p in paths if p not in done]
     bar = progress_bar(len(paths), len(done), "features")
@@ -126,20 +126,13 @@ def _extract_resumable(paths: Sequence[str], journal: Any, args: argparse.Namesp
             for path, digest in zip(chunk, digests, strict=True):
                 error = None if digest is not None else errors.get(path, "no features")
                 journal.record(path, None if error else {"digest": digest}, error)
-                _report_skip(error)
+                report_skip(error)
                 summary.add(path, error)
             total += report
             bar.update(len(chunk))
     bar.close()
     print(f"{encoder.name}: {total.summary()}", file=sys.stderr)
     return summary
-
-
-def _report_skip(error: str | None) -> None:
-    from phototag.filenames import printable
-
-    if error is not None:
-        print(f"skipped: {printable(error)}", file=sys.stderr)
 
 
 def _photo_paths(args: argparse.Namespace) -> tuple[list[str], list[str]]:
