@@ -1,15 +1,20 @@
-"""nuswide reader: a fixture in the official layout (folders and zips), defects, real data."""
+"""nuswide reader: a fixture in the official layout (folders and zips), defects, the generated
+fixture with photos (make_nuswide_fixture), real data."""
 
 from __future__ import annotations
 
 import io
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from nuswide_fixture import NuswideFixture, make_nuswide_fixture
+from PIL import Image
 
+from phototag.data.annotation_set import AnnotationSet
 from phototag.data.readers import read_dataset
 from phototag.data.readers._common import read_binary_table
 from phototag.data.readers.nuswide import nuswide_id, read_nuswide
@@ -209,6 +214,56 @@ def test_missing_ground_truth_names_layout(fixture_copy):
     (root / "Groundtruth" / "TrainTestLabels" / "Labels_lake_Test.txt").unlink()
     with pytest.raises(DatasetFormatError, match=r"Labels_lake_Test\.txt: label file of concept"):
         read_fixture(root)
+
+
+# ----------------------------------- generated fixture with photos (make_nuswide_fixture)
+
+
+def check_reads_back(fixture: NuswideFixture) -> AnnotationSet:
+    """The reader returns exactly what the fixture wrote: items, splits, labels, user
+    tags over TagList1k, and decodable photos."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean official layout: no defect to report
+        data = read_dataset(fixture.spec)
+    assert data.item_ids == list(fixture.item_ids)
+    assert {k: len(v) for k, v in data.splits.items()} == {
+        "train": len(fixture.train),
+        "test": len(fixture.test),
+    }
+    assert data.vocabulary.names == fixture.concepts
+    assert data.tag_vocabulary.names == fixture.tags
+    assert [set(s) for s in data.label_sets()] == [fixture.labels[i] for i in data.item_ids]
+    assert tag_sets(data) == [fixture.user_tags[i] for i in data.item_ids]
+    assert data.image_paths == [str(fixture.root / "Flickr" / i) for i in data.item_ids]
+    assert data.notes == []
+    return data
+
+
+def test_generated_fixture(tmp_path):
+    fixture = make_nuswide_fixture(tmp_path / "nuswide")
+    data = check_reads_back(fixture)
+    assert (data.n_items, len(data.vocabulary), len(data.tag_vocabulary)) == (12, 6, 12)
+    assert data.label_counts().min() >= 1  # every concept occurs
+    assert all(data.user_tags.getnnz(axis=1))  # every photo has tags
+    for path, labels in zip(data.image_paths, data.label_sets(), strict=True):
+        with Image.open(path) as image:
+            assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (64, 48))
+            top = np.asarray(image, dtype=float)[:12].mean(axis=(0, 1))
+        assert (top[2] > top[0] + 40) == ("sky" in labels)  # a sky photo is blue at the top
+    everything = read_nuswide(fixture.root, split="none")  # AllLabels, Imagelist order
+    assert sorted(everything.item_ids) == everything.item_ids == sorted(fixture.item_ids)
+    assert tag_sets(everything) == [fixture.user_tags[i] for i in everything.item_ids]
+
+
+def test_generated_fixture_with_the_official_vocabularies(tmp_path, shared_data):
+    lists = shared_data / "nuswide"
+    concepts = (lists / "Concepts81.txt").read_text().split()
+    tags = (lists / "TagList1k.txt").read_text().split()
+    fixture = make_nuswide_fixture(
+        tmp_path / "nuswide", n_train=10, n_test=5, concepts=concepts, tags=tags, seed=3
+    )
+    data = check_reads_back(fixture)
+    assert (len(data.vocabulary), data.user_tags.shape) == (81, (15, 1_000))
 
 
 # ------------------------------------------------------------------ real data
