@@ -83,6 +83,9 @@ def test_images(fixture_copy):
         read_mirflickr(root)
     data = read_mirflickr(root, missing_images="drop")
     assert data.item_ids == ["im1.jpg", "im3.jpg", "im4.jpg", "im5.jpg", "im6.jpg"]
+    # the split is drawn over the 5 items kept (over all 6 it would lose a test item)
+    split = read_mirflickr(root, missing_images="drop", test_size="4", seed="1")
+    assert {k: len(v) for k, v in split.splits.items()} == {"train": 1, "test": 4}
     assert any("1 of 6 images have no tag file" in n for n in data.notes)
 
 
@@ -110,6 +113,13 @@ def test_mat_form_checks(tmp_path):
     scipy.io.savemat(tmp_path / "mirflickr25k-lall.mat", {"LAll": labels})
     data = read_mirflickr(tmp_path)
     assert data.n_items == 5 and data.user_tags is None
+    # without rows/: synthetic ids, the assumed concept order, tags named by column
+    scipy.io.savemat(tmp_path / "mirflickr25k-yall.mat", {"YAll": np.eye(5, 3, dtype=np.uint8)})
+    data = read_mirflickr(tmp_path)
+    assert data.item_ids[1] == "row/000001" and data.vocabulary.names == tuple(CONCEPTS24)
+    assert data.tag_vocabulary.names == ("tag0000", "tag0001", "tag0002")
+    assert tag_sets(data)[1] == {"tag0001"}
+    assert sum("synthetic" in n or "assumed" in n or "named tag0000" in n for n in data.notes) == 3
     labels[3, 2] = 2
     scipy.io.savemat(tmp_path / "mirflickr25k-lall.mat", {"LAll": labels})
     with pytest.raises(DatasetFormatError, match=r"LAll: expected 0/1 entries, found 2 \(row 4"):
