@@ -59,12 +59,12 @@ def embedding_spec(name: str, data: Path, glove50_file: str | None = None) -> st
     return name
 
 
-def top5_report(model: Any, data: Any, maps: Any) -> dict[str, float | int]:
+def top5_report(model: Any, data: Any) -> dict[str, float | int]:
     from phototag.evaluation.decoding import TopK
     from phototag.evaluation.metrics import annotation_report
 
-    scores = model.scores_from_maps(maps)
-    report = annotation_report(data.labels[maps.kept], TopK(5).decode(scores), scores)
+    scores = model.scores(data)
+    report = annotation_report(data.labels, TopK(5).decode(scores), scores)
     return {key: report[key] for key in REPORTED}
 
 
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from phototag.data.readers import read_dataset
     from phototag.features.encoders.runtime import torch_device
+    from phototag.library.inputs import with_inputs
     from phototag.models.regression import CNNRAnnotator
 
     warnings.simplefilter("ignore", UserWarning)  # OOV notes of the embeddings
@@ -108,21 +109,21 @@ def main(argv: list[str] | None = None) -> int:
             test.subset(np.arange(min(args.limit, test.n_items))),
         )
     common = dict(encoder=args.encoder, encoder_weights=args.encoder_weights, device=args.device,
-                  workers=args.workers, store=args.store, seed=args.seed)  # fmt: skip
+                  seed=args.seed)  # fmt: skip
     probe = CNNRAnnotator(**common)
+    fill = dict(store_root=args.store, workers=args.workers, progress=True)
     start = time.perf_counter()
-    train_maps = probe.trunk_maps(train, flip=True)
-    test_maps = probe.trunk_maps(test, flip=False)
+    train, _ = with_inputs(train, probe.required_inputs(training=True), **fill)
+    test, _ = with_inputs(test, probe.required_inputs(), **fill)
     trunk_s = time.perf_counter() - start
-    n_images = len(train_maps.kept) + len(test_maps.kept)
+    n_images = train.n_items + test.n_items
     print(f"trunk maps of {n_images} photos (+flips) in {trunk_s:.0f} s", file=sys.stderr)
 
     rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(train_maps.kept))
+    order = rng.permutation(train.n_items)
     n_valid = round(args.valid_fraction * len(order))
-    fit_data, fit_maps = train_maps.take(train, np.sort(order[n_valid:]))
-    valid_data, valid_maps = train_maps.take(train, np.sort(order[:n_valid]))
-    valid_maps = valid_maps.plain()  # validation photos as they are, no flips
+    fit_data = train.subset(np.sort(order[n_valid:]))
+    valid_data = train.subset(np.sort(order[:n_valid]))  # scored on the photos as they are
 
     grid = dict(GRIDS[args.grid])
     for entry in args.param:
@@ -135,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         config = {**params, "embedding": spec}
         model = CNNRAnnotator(**common, **config)
         start = time.perf_counter()
-        model.fit_maps(fit_data, fit_maps)
+        model.fit(fit_data)
         seconds = time.perf_counter() - start
-        metrics = top5_report(model, valid_data, valid_maps)
+        metrics = top5_report(model, valid_data)
         trials.append({"params": params, "valid": metrics, "fit_s": seconds,
                        "final_train_loss": model.history_[-1]["train_loss"]})  # fmt: skip
         print(f"{params}: valid C-F1 {metrics['C-F1']:.4f} N+ {metrics['N+']} "
@@ -150,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         spec = embedding_spec(name, args.data, args.glove50_file)
         model = CNNRAnnotator(**common, **{**params, "embedding": spec})
         start = time.perf_counter()
-        model.fit_maps(train, train_maps)
+        model.fit(train)
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
-        test_metrics = top5_report(model, test, test_maps)
+        test_metrics = top5_report(model, test)
         predict_s = time.perf_counter() - start
         by_embedding[name] = {"params": params, "valid": best["valid"], "test": test_metrics,
                               "history": model.history_, "final_fit_s": fit_s,
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         "test": chosen["test"],
         "by_embedding": by_embedding,
         "published": PUBLISHED,
-        "n_train": int(len(train_maps.kept)),
-        "n_test": int(len(test_maps.kept)),
+        "n_train": train.n_items,
+        "n_test": test.n_items,
         "seconds": {"trunk_maps": trunk_s, "grid": sum(t["fit_s"] for t in trials)},
         "grid": trials,
         "command": "python bench/bench_cnnr.py " + " ".join(sys.argv[1:] if argv is None else argv),

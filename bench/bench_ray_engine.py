@@ -67,7 +67,7 @@ def main() -> None:
             return list(annotate_files(paths, model, store_root=store, progress=False))
 
     def remote() -> list:
-        encoders = model.required_features()
+        encoders = model.required_inputs().sources
         return list(annotate_files_ray(paths, source, encoders=encoders, progress=False))
 
     runs: list[dict] = []

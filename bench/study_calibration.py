@@ -56,7 +56,7 @@ def main() -> int:
     for name in args.model or ["default"]:
         model = load_model(name)
         data = test
-        for feature in model.required_features():
+        for feature in model.required_inputs().features:
             data, _ = with_features(data, feature, progress=False)
         results[name] = reliability(model.scores(data), truth)
         for row in results[name]:

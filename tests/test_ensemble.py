@@ -127,7 +127,7 @@ def test_ensemble_choice_is_the_best_grid_point_on_held_out_data(tmp_path, metri
     assert model.selection_score_ == pytest.approx(best)
     loaded = Annotator.load(model.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.scores(test), model.scores(test), rtol=1e-6)
-    assert loaded.required_features() == ("f",)
+    assert loaded.required_inputs().features == ("f",)
 
 
 @pytest.mark.parametrize(("exponent", "predicted"), [(0.0, False), (1.0, True)])

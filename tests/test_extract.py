@@ -139,7 +139,7 @@ def test_a_model_on_an_encoder_and_a_descriptor_annotates_files(photos, encoder,
     model = create_annotator(
         "tagprop", features=["efficientnet_lite0", "hsv_hist"], metric=["cosine", "chi2"], k=3
     ).fit(data)
-    assert model.required_features() == ("efficientnet_lite0", "hsv_hist")
+    assert model.required_inputs().features == ("efficientnet_lite0", "hsv_hist")
     results = list(annotate_files([paths[0], broken], model, runtime="torch", **options))
     assert [label for label, _ in results[0].tags][:1] == ["a"] and results[0].error is None
     assert "broken.jpg" in results[1].error

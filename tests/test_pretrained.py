@@ -13,7 +13,7 @@ def test_the_default_model_ships_with_the_package():
     assert "default" in available_pretrained()
     model = load_model("default")
     assert len(model.vocabulary_) == 260
-    assert model.required_features() == ("efficientnet_lite2",)
+    assert model.required_inputs().features == ("efficientnet_lite2",)
 
 
 def test_the_default_model_reproduces_its_corel5k_row(shared_data, tmp_path):

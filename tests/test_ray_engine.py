@@ -182,3 +182,25 @@ def test_models_reading_descriptors_are_refused_before_ray_starts():
     with pytest.raises(InvalidInputError, match="descriptors hsv_hist.*local engine"):
         list(annotate_files_ray(["a.jpg"], ModelSource(), encoders=features, address="x:1"))
     assert ray.is_initialized() == was_running
+
+
+@pytest.mark.integration
+def test_a_model_reading_stage_maps_gives_the_same_records(ray_local, photos, tmp_path):
+    """CNN-R declares trunk maps: the actors compute them from the decoded pixels."""
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+    from phototag.library.inputs import with_inputs
+
+    names = ["astronaut", "chelsea", "coffee", "rocket"]
+    train = from_label_sets("t", names, [["person"], ["cat"], ["coffee"], ["rocket"]],
+                            image_paths=[str(EXAMPLES / f"{n}.jpg") for n in names])  # fmt: skip
+    model = create_annotator("cnn_r", encoder="efficientnet_lite0", epochs=1, batch_size=4)
+    store = tmp_path / "store"
+    train, _ = with_inputs(train, model.required_inputs(training=True), store_root=store,
+                           runtime="torch", workers=0)  # fmt: skip
+    directory = model.fit(train).save(tmp_path / "cnn_r")
+    paths = _photo_paths(photos)
+    local = list(annotate_files(paths, load_model(directory), store_root=store, workers=0,
+                                progress=False))  # fmt: skip
+    remote = list(annotate_files_ray(paths, ModelSource.of(directory), progress=False))
+    _assert_same(remote, local)
+    assert sum(r.error is None for r in remote) == 4

@@ -359,7 +359,7 @@ def test_tagger_batches_concurrent_photos(tiny_model, tmp_path):
     try:
         names = ["chelsea", "coffee", "astronaut", "rocket"] * 3
         futures = [tagger.submit(EXAMPLES / f"{n}.jpg") for n in names]
-        results = [f.result(timeout=120) for f in futures]
+        results = [f.result(timeout=120).scores[0] for f in futures]
         for name, scores in zip(names, results, strict=True):
             assert scores.shape == (len(model.vocabulary_),)
             np.testing.assert_allclose(scores, results[names.index(name)], rtol=1e-5)

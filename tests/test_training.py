@@ -415,3 +415,14 @@ def test_several_devices_need_torchrun() -> None:
 def test_too_few_items_for_a_full_batch() -> None:
     with pytest.raises(InvalidInputError, match="train_data"):
         quiet(drop_last=True).fit(network(), MSE, data(4))
+
+
+def test_only_rank_zero_is_the_main_process(monkeypatch):
+    from phototag.training import is_main_process
+
+    monkeypatch.delenv("RANK", raising=False)
+    assert is_main_process()
+    monkeypatch.setenv("RANK", "1")
+    assert not is_main_process()
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()

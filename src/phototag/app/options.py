@@ -51,25 +51,20 @@ def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -
     )
 
 
-def attach_features(dataset: Any, encoders: Sequence[str], args: argparse.Namespace) -> Any:
+def attach_inputs(dataset: Any, inputs: Any, args: argparse.Namespace) -> Any:
+    """`dataset` with the model inputs `inputs` (`ModelInputs`) filled with the store
+    options of `args`; photos left out are reported on stderr."""
     from phototag.app.batch import report_skip
-    from phototag.features.attach import with_features
+    from phototag.library.inputs import with_inputs
 
-    for name in encoders:
-        if name in dataset.features:
-            continue
-        dataset, report = with_features(
-            dataset,
-            name,
-            store_root=args.store,
-            runtime=args.runtime,
-            dtype=args.dtype,
-            batch_size=args.batch_size,
-            workers=args.workers,
-        )
-        print(f"{name}: {report.summary()}", file=sys.stderr)
-        for path, reason in report.failures:
-            report_skip(reason or path)
+    dataset, report = with_inputs(
+        dataset, inputs, store_root=args.store, runtime=args.runtime, dtype=args.dtype,
+        batch_size=args.batch_size, workers=args.workers, progress=True,
+    )  # fmt: skip
+    for line in report.summaries:
+        print(line, file=sys.stderr)
+    for path, reason in report.failures:
+        report_skip(reason or path)
     return dataset
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from phototag.data.inputs import ModelInputs
 from phototag.data.vocabulary import Vocabulary
 from phototag.errors import DatasetFormatError, InvalidInputError, PhototagError
 from phototag.fileio import atomic_write
@@ -59,6 +60,9 @@ class AnnotationSet:
             their own vocabulary, ``n_items x len(tag_vocabulary)``.
         features: optional per-item feature matrices by encoder id, each
             ``n_items x dim`` (dense, possibly memory-mapped); what models consume.
+        maps: optional per-item spatial feature maps by `MapSpec.key`, each
+            ``n_items x C x H x W``: arrays, or rows of the feature-map store read only
+            when indexed (anything with ``shape``, ``[index]`` and ``take``). Not saved.
         metadata: optional per-item arrays (group ids, ...), each of length n_items.
         splits: named subsets as sorted item indices, e.g. ``{"train": ..., "test": ...}``.
         notes: data-quality findings of the reader (known defects it handled).
@@ -72,6 +76,7 @@ class AnnotationSet:
     tag_vocabulary: Vocabulary | None = None
     user_tags: sp.csr_matrix | None = None
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    maps: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, np.ndarray] = field(default_factory=dict)
     splits: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -91,7 +96,8 @@ class AnnotationSet:
         if self.user_tags is not None and self.tag_vocabulary is not None:
             shape = (n, len(self.tag_vocabulary))
             self.user_tags = _as_csr(self.user_tags, "user_tags", shape)
-        for kind, table in (("features", self.features), ("metadata", self.metadata)):
+        tables = (("features", self.features), ("maps", self.maps), ("metadata", self.metadata))
+        for kind, table in tables:
             for key, values in table.items():
                 if len(values) != n:
                     raise InvalidInputError(f"{kind}[{key!r}]", f"{n} rows", f"{len(values)}")
@@ -129,6 +135,36 @@ class AnnotationSet:
         """Number of items carrying each label."""
         return np.bincount(self.labels.indices, minlength=self.n_labels)
 
+    def user_tags_in(self, vocabulary: Vocabulary) -> sp.csr_matrix:
+        """The items' user tags as a boolean ``[n_items, len(vocabulary)]`` matrix over
+        `vocabulary` (a model's own tag vocabulary): tags it does not have are dropped."""
+        if self.user_tags is None or self.tag_vocabulary is None:
+            raise InvalidInputError("user_tags", f"user tags on {self.name}", "none")
+        if self.tag_vocabulary == vocabulary:
+            return self.user_tags
+        known = [j for j, word in enumerate(self.tag_vocabulary) if word in vocabulary]
+        moved = vocabulary.indices([self.tag_vocabulary[j] for j in known])
+        columns = np.full(len(self.tag_vocabulary), -1, dtype=np.int64)
+        columns[known] = moved
+        coo = self.user_tags.tocoo()
+        keep = columns[coo.col] >= 0
+        matrix = sp.csr_matrix(
+            (coo.data[keep], (coo.row[keep], columns[coo.col[keep]])),
+            shape=(self.n_items, len(vocabulary)),
+            dtype=bool,
+        )
+        matrix.sort_indices()
+        return matrix
+
+    def missing_inputs(self, inputs: ModelInputs) -> list[str]:
+        """The parts of `inputs` this set does not hold, as their attribute paths."""
+        missing = [f"features[{key!r}]" for key in inputs.features if key not in self.features]
+        missing += [f"maps[{s.key!r}]" for s in inputs.maps if s.key not in self.maps]
+        if inputs.user_tags and self.user_tags is None:
+            missing.append("user_tags")
+        missing += [f"metadata[{key!r}]" for key in inputs.metadata if key not in self.metadata]
+        return missing
+
     def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> AnnotationSet:
         """The items at `indices`, in that order; splits are re-indexed to the subset."""
         idx = np.asarray(indices, dtype=np.int64)
@@ -147,6 +183,7 @@ class AnnotationSet:
             tag_vocabulary=self.tag_vocabulary,
             user_tags=None if self.user_tags is None else self.user_tags[idx],
             features={k: np.asarray(v[idx]) for k, v in self.features.items()},
+            maps={k: v.take(idx, axis=0) for k, v in self.maps.items()},
             metadata={k: np.asarray(v)[idx] for k, v in self.metadata.items()},
             splits=splits,
             notes=list(self.notes),

@@ -39,8 +39,10 @@ from phototag.evaluation.decoding import Decoder, decoder_from_config
 from phototag.features.encoders import Preprocess
 from phototag.features.encoders.base import POOLED
 from phototag.features.extract import create_source, is_descriptor, load_model_input
+from phototag.features.maps import view_pixels
 from phototag.imaging import ImageLoadError
 from phototag.library.annotation import FileAnnotation, Scorer, UserVocabulary
+from phototag.library.inputs import with_inputs
 from phototag.models.base import decoded_tags
 from phototag.pretrained import DEFAULT_MODEL, load_model
 
@@ -125,6 +127,7 @@ class _Annotate:
 
         torch.set_num_threads(threads)
         self.model = source.load()
+        self.inputs = self.model.required_inputs()
         self.decoder = decoder_from_config(decoder) if decoder else self.model.decoder_
         self.encoders = [
             (name, create_source(name, runtime=runtime), f"pixels{column}")
@@ -132,7 +135,7 @@ class _Annotate:
         ]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        errors = batch["error"]
+        errors = batch["error"].copy()
         ok = np.flatnonzero(errors == "")
         tags = np.full(len(errors), "", dtype=object)
         if len(ok):
@@ -146,12 +149,32 @@ class _Annotate:
                 image_paths=paths,
             )
             for name, encoder, column in self.encoders:
-                pooled = encoder.forward_pixels(batch[column][ok], [POOLED])[POOLED]
-                data.features[name] = pooled.float().numpy()
-            decoded = decoded_tags(self.model.predict(data), vocabulary, self.decoder)
-            for i, pairs in zip(ok, decoded, strict=True):
-                tags[i] = json.dumps(pairs)  # floats round-trip exactly through JSON
+                self._encode(data, name, encoder, batch[column][ok])
+            data, report = with_inputs(data, self.inputs)  # keywords, albums: no pixels
+            row = {path: i for i, path in enumerate(paths)}
+            for path, reason in report.failures:
+                errors[ok[row[path]]] = reason
+            if len(data):
+                decoded = decoded_tags(self.model.predict(data), vocabulary, self.decoder)
+                for path, pairs in zip(data.item_ids, decoded, strict=True):
+                    tags[ok[row[path]]] = json.dumps(pairs)  # floats round-trip exactly
         return {"index": batch["index"], "error": errors, "tags": tags}
+
+    def _encode(self, data: AnnotationSet, name: str, encoder: Any, pixels: np.ndarray) -> None:
+        """The pooled features and stage maps the model reads of `encoder`, per view."""
+        specs = [spec for spec in self.inputs.maps if spec.encoder == name]
+        for view in dict.fromkeys(["plain", *(spec.view for spec in specs)]):
+            outputs = [spec.stage for spec in specs if spec.view == view]
+            if view == "plain" and name in self.inputs.features:
+                outputs.append(POOLED)
+            if not outputs:
+                continue
+            computed = encoder.forward_pixels(view_pixels(pixels, view), outputs)
+            if POOLED in outputs:
+                data.features[name] = computed[POOLED].float().numpy()
+            for spec in specs:
+                if spec.view == view:
+                    data.maps[spec.key] = computed[spec.stage].half().numpy()
 
 
 # ------------------------------------------------------------------ driver side
@@ -174,8 +197,8 @@ def annotate_files_ray(
     `address` (``"auto"`` or ``"HEAD:6379"`` from a node of the cluster; Ray Data does
     not run through Ray Client, so ``ray://`` addresses are refused) or, when it is
     ``None``, starts a new local instance (never joins a running one), and shuts it
-    down at the end. `encoders` are the
-    model's ``required_features()`` (read from the model when not given). `actors` is
+    down at the end. `encoders` are the feature sources of the model's
+    ``required_inputs()`` (read from the model when not given). `actors` is
     the number of model actors (default: an autoscaling pool of 1 up to the cluster's
     CPUs / `actor_cpus`), each running its forward passes on `actor_cpus` threads.
     """
@@ -185,7 +208,7 @@ def annotate_files_ray(
     if not names:
         return
     if encoders is None:
-        encoders = source.load().required_features()
+        encoders = source.load().required_inputs().sources
     recipes: list[Preprocess] = []
     columns: list[tuple[str, int]] = []
     descriptors = sorted(name for name in encoders if is_descriptor(name))

@@ -62,6 +62,14 @@ class Prediction:
     def has_scores(self) -> bool:
         return self.scores is not None
 
+    def take(self, rows: np.ndarray | list[int]) -> Prediction:
+        """The prediction of items `rows` (in that order)."""
+
+        def pick(matrix: np.ndarray | None) -> np.ndarray | None:
+            return None if matrix is None else matrix[rows]
+
+        return Prediction(pick(self.scores), pick(self.label_sets), pick(self.quantities))
+
     def moved(
         self, source: np.ndarray, target: np.ndarray, n_labels: int, fill: float
     ) -> Prediction:

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
 
 import numpy as np
 
+from phototag.data.inputs import VIEWS
 from phototag.errors import InvalidInputError
 from phototag.features.encoders import ImageEncoder
 from phototag.features.store import RowStore, encoder_directory, safe_name
-
-#: The views of a photo whose maps can be stored.
-VIEWS: Final = ("plain", "flip")
 
 
 class FeatureMapStore(RowStore):

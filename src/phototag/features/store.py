@@ -86,6 +86,12 @@ class MappedRows:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self[:] if dtype is None else self[:].astype(dtype)
 
+    def take(self, indices: Any, axis: int = 0) -> MappedRows:
+        """Rows `indices` of these, still unread (as ``ndarray.take`` along axis 0)."""
+        if axis != 0:
+            raise InvalidInputError("axis", "0 (rows)", repr(axis))
+        return MappedRows(self.source, self.rows[np.asarray(indices, dtype=np.int64)])
+
 
 class RowStore:
     """Append-only store of fixed-shape rows keyed by file content digest, in one folder.

@@ -17,8 +17,10 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from phototag.data import AnnotationSet, Vocabulary
+from phototag.data.inputs import ModelInputs
 from phototag.evaluation.decoding import Decoder, TopK
 from phototag.evaluation.predictions import Prediction
+from phototag.library.inputs import with_inputs
 from phototag.models.base import Annotator, decoded_tags
 
 if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are annotated
@@ -31,7 +33,7 @@ class Scorer(Protocol):
     vocabulary_: Vocabulary
     decoder_: Decoder
 
-    def required_features(self) -> tuple[str, ...]: ...
+    def required_inputs(self) -> ModelInputs: ...
     def predict(self, inputs: AnnotationSet) -> Prediction: ...
 
 
@@ -48,7 +50,7 @@ class UserVocabulary:
         from phototag.features.extract import is_descriptor, parse_source_spec
         from phototag.models.open_vocabulary import ImageNetWordNetAnnotator
 
-        features = trained.required_features() if trained is not None else ()
+        features = trained.required_inputs().features if trained is not None else ()
         # the ImageNet classifier of the trained model's plain (option-free) encoder
         plain = [n for n in features if not is_descriptor(n) and not parse_source_spec(n)[1]]
         encoder = plain[0] if plain else "efficientnet_lite2"
@@ -59,10 +61,9 @@ class UserVocabulary:
         self.vocabulary_ = self.open_vocabulary.vocabulary_
         self.decoder_: Decoder = TopK(5)
 
-    def required_features(self) -> tuple[str, ...]:
-        keys = self.open_vocabulary.required_features()
-        extra = self.trained.required_features() if self.trained is not None else ()
-        return tuple(dict.fromkeys(keys + extra))
+    def required_inputs(self) -> ModelInputs:
+        inputs = self.open_vocabulary.required_inputs()
+        return inputs if self.trained is None else inputs | self.trained.required_inputs()
 
     def predict(self, inputs: AnnotationSet) -> Prediction:
         """The open-vocabulary scores, raised to the trained model's where it has the word."""
@@ -87,6 +88,16 @@ class FileAnnotation:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class FilePrediction:
+    """What the model predicts for one photo (a one-row `Prediction`), or the reason it
+    could not be read."""
+
+    path: str
+    prediction: Prediction | None = None
+    error: str | None = None
+
+
 def annotate_files(
     paths: Sequence[str | Path],
     model: Scorer,
@@ -98,41 +109,60 @@ def annotate_files(
     workers: int | None = None,
     chunk_size: int = 512,
     progress: bool = True,
-    encoders: Mapping[str, FeatureSource] | None = None,
+    sources: Mapping[str, FeatureSource] | None = None,
 ) -> Iterator[FileAnnotation]:
     """Yield one `FileAnnotation` per path, in order; unreadable photos carry an error.
 
-    `decoder` defaults to the model's own (``model.decoder_``). `encoders` maps each
-    feature the model reads to its source (encoder or descriptor), already built (a
-    long-running service keeps them loaded); by default they are created from
-    ``model.required_features()`` on `runtime` (`phototag.features.extract.create_sources`).
+    `decoder` defaults to the model's own (``model.decoder_``); it sees the model's whole
+    prediction (scores, and its quantities or label sets where it makes them). The other
+    arguments are those of `predict_files`.
     """
-    if encoders is None:
-        from phototag.features.extract import create_sources
+    decoder = decoder or model.decoder_
+    results = predict_files(
+        paths, model, store_root=store_root, runtime=runtime, batch_size=batch_size,
+        workers=workers, chunk_size=chunk_size, progress=progress, sources=sources,
+    )  # fmt: skip
+    for result in results:
+        if result.prediction is None:
+            yield FileAnnotation(result.path, error=result.error)
+        else:
+            tags = decoded_tags(result.prediction, model.vocabulary_, decoder)[0]
+            yield FileAnnotation(result.path, tuple(tags))
 
-        encoders = create_sources(model.required_features(), runtime=runtime)
+
+def predict_files(
+    paths: Sequence[str | Path],
+    model: Scorer,
+    *,
+    store_root: str | Path | None = None,
+    runtime: str = "onnx",
+    batch_size: int = 32,
+    workers: int | None = None,
+    chunk_size: int = 512,
+    progress: bool = True,
+    sources: Mapping[str, FeatureSource] | None = None,
+) -> Iterator[FilePrediction]:
+    """Yield one `FilePrediction` per path, in order; unreadable photos carry an error.
+
+    The model's inputs (``model.required_inputs()``) are filled from each photo by
+    `phototag.library.inputs.with_inputs`; `sources` maps feature names to their
+    sources already built (a long-running service keeps them loaded); the others are
+    built on `runtime`.
+    """
+    sources = dict(sources or {})
     bar = tqdm(total=len(paths), desc="annotating", unit="photo", disable=not progress)
+    options = dict(store_root=store_root, runtime=runtime, batch_size=batch_size,
+                   workers=workers, sources=sources)  # fmt: skip
     try:
         for start in range(0, len(paths), chunk_size):
             chunk = [str(p) for p in paths[start : start + chunk_size]]
-            yield from _annotate_chunk(
-                chunk, model, decoder, encoders,
-                dict(store_root=store_root, batch_size=batch_size, workers=workers),
-            )  # fmt: skip
+            yield from _predict_chunk(chunk, model, options)
             bar.update(len(chunk))
     finally:
         bar.close()
 
 
-def _annotate_chunk(
-    paths: list[str],
-    model: Scorer,
-    decoder: Decoder | None,
-    encoders: Mapping[str, FeatureSource],
-    options: dict,
-) -> Iterator[FileAnnotation]:
-    from phototag.features.attach import with_features
-
+def _predict_chunk(paths: list[str], model: Scorer, options: dict) -> Iterator[FilePrediction]:
     data = AnnotationSet(
         name="photos",
         item_ids=paths,
@@ -140,16 +170,15 @@ def _annotate_chunk(
         labels=sp.csr_matrix((len(paths), len(model.vocabulary_)), dtype=bool),
         image_paths=paths,
     )
-    errors: dict[str, str] = {}
-    for key, source in encoders.items():
-        data, report = with_features(data, source, key=key, progress=False, **options)
-        errors.update(report.failures)
-    tags: dict[str, list[tuple[str, float]]] = {}
+    data, report = with_inputs(data, model.required_inputs(), **options)
+    rows: dict[str, int] = {}
+    prediction = None
     if len(data):
-        decoded = decoded_tags(model.predict(data), model.vocabulary_, decoder or model.decoder_)
-        tags = dict(zip(data.item_ids, decoded, strict=True))
+        prediction = model.predict(data)
+        rows = {path: row for row, path in enumerate(data.item_ids)}
+    errors = dict(report.failures)
     for path in paths:
-        if path in tags:
-            yield FileAnnotation(path, tuple(tags[path]))
+        if prediction is not None and path in rows:
+            yield FilePrediction(path, prediction.take([rows[path]]))
         else:
-            yield FileAnnotation(path, error=errors.get(path, "no features"))
+            yield FilePrediction(path, error=errors.get(path, "no features"))

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+import scipy.sparse as sp
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save
 
 from phototag.data import AnnotationSet, Vocabulary
+from phototag.data.inputs import ModelInputs
 from phototag.errors import InvalidInputError, NotFittedError, PhototagError
 from phototag.evaluation.decoding import Decoder, TopK, decoder_from_config
 from phototag.evaluation.predictions import Prediction
@@ -44,6 +46,9 @@ _FIELDS: dict[str, type] = {
 _OPTIONAL = ("state", "arrays")
 _JSON_TYPES = {str: "string", dict: "object", list: "array"}
 _INT_LIMIT = 2**63 - 1
+#: The key of a model's extra vocabularies in its JSON state; the arrays of a sparse one.
+VOCABULARIES = "vocabularies"
+_CSR_PARTS = frozenset({"data", "indices", "indptr", "shape"})
 _FIX = (
     "Train the model again (`phototag train`), or copy the whole model folder again "
     "from where it came"
@@ -84,14 +89,18 @@ class Annotator(ABC):
     def _fit(self, train: AnnotationSet, valid: AnnotationSet | None) -> None:
         """Learn from `train`; set every learned ``*_`` attribute but `vocabulary_`."""
 
-    @abstractmethod
     def _scores(self, inputs: AnnotationSet) -> np.ndarray:
-        """Relevance of every vocabulary label for each item of `inputs`."""
+        """Relevance of every vocabulary label for each item of `inputs` (define this, or
+        `_predict` for a model that predicts more than scores)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither _scores nor _predict")
 
     def fit(self, train: AnnotationSet, valid: AnnotationSet | None = None) -> Self:
         """Learn from the labelled items of `train` (`valid` for early stopping / tuning)."""
         if train.n_items == 0:
             raise InvalidInputError("train", "at least one item", "an empty set")
+        self._check_inputs(train, "train", training=True)
+        if valid is not None:
+            self._check_inputs(valid, "valid")
         self.vocabulary_ = train.vocabulary
         self.decoder_ = getattr(self, "decoder_", TopK(5))
         self._fit(train, valid)
@@ -102,6 +111,7 @@ class Annotator(ABC):
         n_labels]`` and, where the model makes them, ``quantities [n_items]`` (label
         counts) and ``label_sets`` (sets it chose itself). Decoders take it whole."""
         self._check_fitted()
+        self._check_inputs(inputs, "inputs")
         prediction = self._predict(inputs)
         scores = np.asarray(prediction.scores, dtype=np.float32)
         expected = (inputs.n_items, len(self.vocabulary_))
@@ -130,9 +140,11 @@ class Annotator(ABC):
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, read back from the attributes of the same names, but
         the `runtime_settings` (how to run, not what was learned: never saved)."""
-        params = inspect.signature(type(self).__init__).parameters
+        params = inspect.signature(type(self).__init__).parameters.values()
         skip = {"self", *self.runtime_settings}
-        return {name: getattr(self, name) for name in params if name not in skip}
+        keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return {p.name: getattr(self, p.name) for p in params
+                if p.kind in keywords and p.name not in skip}  # fmt: skip
 
     def clone(self, *, keep_state: bool = False, **params: Any) -> Self:
         """A new model of this configuration with `params` changed (scikit-learn's
@@ -152,10 +164,24 @@ class Annotator(ABC):
                     setattr(copy, name, value)
         return copy
 
-    def required_features(self) -> tuple[str, ...]:
-        """Keys of `AnnotationSet.features` the model reads (its ``features`` argument)."""
+    def required_inputs(self, training: bool = False) -> ModelInputs:
+        """What the model reads from an `AnnotationSet` besides labels to predict (with
+        `training`: to fit, e.g. augmented views too); the runners fill it
+        (`phototag.library.inputs.with_inputs`). By default: the pooled features named
+        by the model's ``features`` argument."""
         keys = getattr(self, "features", ())
-        return (keys,) if isinstance(keys, str) else tuple(keys)
+        return ModelInputs(features=(keys,) if isinstance(keys, str) else tuple(keys))
+
+    def _check_inputs(self, data: AnnotationSet, argument: str, training: bool = False) -> None:
+        missing = data.missing_inputs(self.required_inputs(training))
+        if missing:
+            held = ", ".join(repr(key) for key in [*data.features, *data.maps]) or "none"
+            raise InvalidInputError(
+                argument, f"what {type(self).__name__} reads: {', '.join(missing)}",
+                f"{data.name}, whose features and maps are: {held}",
+                "Fill them first: phototag.library.inputs.with_inputs(data, "
+                "model.required_inputs(training)).",
+            )  # fmt: skip
 
     @property
     def is_fitted(self) -> bool:
@@ -224,13 +250,20 @@ class Annotator(ABC):
         return model
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """The learned arrays `save` writes to the weights file: numpy ``*_`` attributes
-        and the state dicts of `torch_modules`."""
-        arrays = {
-            key: value
-            for key, value in vars(self).items()
-            if key.endswith("_") and isinstance(value, np.ndarray)
-        }
+        """The learned arrays `save` writes to the weights file: numpy ``*_`` attributes,
+        sparse ``*_`` matrices (as ``NAME.data/.indices/.indptr/.shape`` of their CSR
+        form) and the state dicts of `torch_modules`."""
+        arrays: dict[str, np.ndarray] = {}
+        for key, value in vars(self).items():
+            if not key.endswith("_"):
+                continue
+            if isinstance(value, np.ndarray):
+                arrays[key] = value
+            elif sp.issparse(value):
+                csr = sp.csr_matrix(value)
+                arrays |= {f"{key}.data": csr.data, f"{key}.indices": csr.indices,
+                           f"{key}.indptr": csr.indptr,
+                           f"{key}.shape": np.array(csr.shape, dtype=np.int64)}  # fmt: skip
         for name in self.torch_modules:
             for key, tensor in getattr(self, name).state_dict().items():
                 arrays[f"{name}.{key}"] = tensor.detach().cpu().numpy()
@@ -244,15 +277,38 @@ class Annotator(ABC):
         )
 
     def state_json(self) -> dict[str, Any]:
-        """The learned JSON-compatible values `save` writes to the config file."""
-        return {key: getattr(self, key) for key in self.extra_state}
+        """The learned JSON-compatible values `save` writes to the config file: those
+        listed in `extra_state`, and every `Vocabulary` ``*_`` attribute but
+        ``vocabulary_`` (a user-tag vocabulary, ...) under ``"vocabularies"``."""
+        state = {key: getattr(self, key) for key in self.extra_state}
+        vocabularies = {
+            key: value.to_json()
+            for key, value in vars(self).items()
+            if key.endswith("_") and key != "vocabulary_" and isinstance(value, Vocabulary)
+        }
+        if vocabularies:
+            state[VOCABULARIES] = vocabularies
+        return state
 
     def set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Set the learned attributes `state_json` and `state_arrays` returned."""
-        modules = {f"{name}." for name in self.torch_modules}
+        state = dict(state)
+        for key, words in state.pop(VOCABULARIES, {}).items():
+            setattr(self, key, Vocabulary(words))
+        modules = tuple(f"{name}." for name in self.torch_modules)
+        sparse: dict[str, dict[str, np.ndarray]] = {}
         for key, value in {**state, **arrays}.items():
-            if not key.startswith(tuple(modules)):
+            base, _, part = key.rpartition(".")
+            if modules and key.startswith(modules):
+                continue
+            if part in _CSR_PARTS and base.endswith("_"):
+                sparse.setdefault(base, {})[part] = np.asarray(value)
+            else:
                 setattr(self, key, value)
+        for key, parts in sparse.items():
+            shape = tuple(int(n) for n in parts["shape"])
+            csr = (parts["data"], parts["indices"], parts["indptr"])
+            setattr(self, key, sp.csr_matrix(csr, shape=shape))
         if not modules:
             return
         import torch

@@ -9,7 +9,7 @@ and progress. Importing this package imports neither torch nor Lightning.
 
 from phototag.training.settings import EarlyStopping, Group, OptimizerSettings, Phase, Schedule
 from phototag.training.task import LossTask, Task
-from phototag.training.trainer import Trainer, TrainingResult
+from phototag.training.trainer import Trainer, TrainingResult, is_main_process
 
 __all__ = [
     "EarlyStopping",
@@ -21,4 +21,5 @@ __all__ = [
     "Task",
     "Trainer",
     "TrainingResult",
+    "is_main_process",
 ]

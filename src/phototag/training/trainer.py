@@ -6,6 +6,7 @@ Importing this module imports neither torch nor Lightning: `fit` loads the loop
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,12 @@ class TrainingResult:
     def is_global_zero(self) -> bool:
         """Whether this process writes results (rank 0 of a torchrun job; always alone)."""
         return self.global_rank == 0
+
+
+def is_main_process() -> bool:
+    """Whether this process writes results: rank 0 of a torchrun job (its ``RANK``
+    variable), or a process alone. For programs whose models train inside ``fit``."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ def _annotate_on_ray(paths: list[str], model: Any, decoder: Any, args: argparse.
 
     words = read_word_list(args.vocabulary) if args.vocabulary is not None else None
     return annotate_files_ray(
-        paths, ModelSource.of(args.model, words), decoder, encoders=model.required_features(),
+        paths, ModelSource.of(args.model, words), decoder, encoders=model.required_inputs().sources,
         address=args.address, runtime=args.runtime, batch_size=args.batch_size, progress=False,
     )  # fmt: skip
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from phototag.app.options import add_store_options, attach_features
+from phototag.app.options import add_store_options, attach_inputs
 from phototag.fileio import atomic_write
 
 
@@ -65,8 +65,11 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     descriptors = dict.fromkeys(d for m in models.values() for d in m.descriptors)
     features = [args.encoder, *descriptors]
     dataset = read_dataset(f"corel5k:{args.data}")
-    train = attach_features(dataset.split("train"), features, args)
-    test = attach_features(dataset.split("test"), features, args)
+    from phototag.data.inputs import ModelInputs
+
+    inputs = ModelInputs(features=tuple(features))
+    train = attach_inputs(dataset.split("train"), inputs, args)
+    test = attach_inputs(dataset.split("test"), inputs, args)
     rows = run_benchmark(
         train,
         test,

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from phototag.app.options import EPILOG, add_store_options, attach_features, print_rows
+from phototag.app.options import EPILOG, add_store_options, attach_inputs, print_rows
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         from phototag.pretrained import load_model
 
         model = load_model(args.model)
-        target = attach_features(target, model.required_features(), args)
+        target = attach_inputs(target, model.required_inputs(), args)
         result = evaluate_model(model, target, args.protocol)
     else:
         predictions = read_predictions(args.predictions, target)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from phototag.app.options import EPILOG, add_store_options, attach_features, parse_params
+from phototag.app.options import EPILOG, add_store_options, attach_inputs, parse_params
 from phototag.fileio import atomic_write
+from phototag.training import is_main_process
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -66,20 +67,27 @@ def _run_train(args: argparse.Namespace) -> int:
     model = create_annotator(args.model, **parse_params(args.param))
     dataset = read_dataset(args.dataset)
     dataset = _with_feedback(dataset, args)
-    encoders = args.features or model.required_features()
     if _learns_vocabulary(args):
-        return _train_on_library(args, model, dataset, encoders)
-    train = attach_features(dataset.split(args.split), encoders, args)
+        return _train_on_library(args, model, dataset)
+    train = attach_inputs(dataset.split(args.split), _inputs(model, args, training=True), args)
     valid = None
     if "valid" in dataset.splits:
-        valid = attach_features(dataset.split("valid"), encoders, args)
+        valid = attach_inputs(dataset.split("valid"), _inputs(model, args), args)
     start = time.perf_counter()
     model.fit(train, valid)
     seconds = time.perf_counter() - start
+    if not is_main_process():  # under torchrun, the first process reports and saves
+        return 0
     model.save(args.out)
     print(f"trained {args.model} on {train.n_items} items of {train.name} in {seconds:.1f} s")
     print(f"saved to {args.out}")
     return 0
+
+
+def _inputs(model: Any, args: argparse.Namespace, training: bool = False) -> Any:
+    """What `model` reads, with the pooled features of ``--features`` when given."""
+    inputs = model.required_inputs(training)
+    return replace(inputs, features=tuple(args.features)) if args.features else inputs
 
 
 def _learns_vocabulary(args: argparse.Namespace) -> bool:
@@ -88,9 +96,7 @@ def _learns_vocabulary(args: argparse.Namespace) -> bool:
             or args.dataset.partition(":")[0] == "folder")  # fmt: skip
 
 
-def _train_on_library(
-    args: argparse.Namespace, model: Any, dataset: Any, encoders: Sequence[str]
-) -> int:
+def _train_on_library(args: argparse.Namespace, model: Any, dataset: Any) -> int:
     """Drop rare labels, hold out a validation split, calibrate per-label thresholds,
     save the model with them as its decoder, and print the report."""
     import time
@@ -103,7 +109,7 @@ def _train_on_library(
         tagged = dataset.split(args.split)
     else:  # e.g. a label file without splits: every photo that has labels
         tagged = dataset.subset(np.flatnonzero(dataset.label_counts() > 0))
-    tagged = attach_features(tagged, encoders, args)
+    tagged = attach_inputs(tagged, _inputs(model, args, training=True), args)
     start = time.perf_counter()
     report = fit_on_library(
         model, tagged,
@@ -112,6 +118,8 @@ def _train_on_library(
         seed=args.seed,
     )  # fmt: skip
     seconds = time.perf_counter() - start
+    if not is_main_process():
+        return 0
     model.save(args.out)
     atomic_write(Path(args.out) / "training_report.json", report.to_json() + "\n")
     print(report.format())

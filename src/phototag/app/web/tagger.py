@@ -13,13 +13,11 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
-import numpy as np
-
 from phototag.errors import PhototagError
 from phototag.evaluation.decoding import TopK
 from phototag.evaluation.predictions import Prediction
 from phototag.features.extract import create_sources
-from phototag.library.annotation import annotate_files
+from phototag.library.annotation import predict_files
 from phototag.models.base import Annotator, decoded_tags
 
 _STOP = None
@@ -44,17 +42,17 @@ class Tagger:
         max_batch: int = 16,
     ) -> None:
         self.model = model
-        self.encoders = create_sources(model.required_features(), runtime=runtime)
+        self.sources = create_sources(model.required_inputs().sources, runtime=runtime)
         self.store_root = store_root
         self.max_batch = max_batch
-        self._every_label = TopK(len(model.vocabulary_))
-        self._queue: queue.SimpleQueue[tuple[str, Future[np.ndarray]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, Future[Prediction]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="phototag-tagger", daemon=True)
         self._thread.start()
 
-    def submit(self, path: str | Path) -> Future[np.ndarray]:
-        """A future of the photo's score for every vocabulary label (float32 ``[L]``)."""
-        future: Future[np.ndarray] = Future()
+    def submit(self, path: str | Path) -> Future[Prediction]:
+        """A future of the model's one-row `Prediction` for the photo (its scores for
+        every vocabulary label, and its quantity or label set where it makes them)."""
+        future: Future[Prediction] = Future()
         if not self._thread.is_alive():
             raise RuntimeError("the tagger is closed")
         self._queue.put((str(path), future))
@@ -65,9 +63,9 @@ class Tagger:
 
         Raises `PhotoUnreadable` for a file that cannot be decoded.
         """
-        scores = await asyncio.wrap_future(self.submit(path))
+        prediction = await asyncio.wrap_future(self.submit(path))
         decoder = TopK(top_k) if top_k else self.model.decoder_
-        return decoded_tags(Prediction(scores=scores[None, :]), self.model.vocabulary_, decoder)[0]
+        return decoded_tags(prediction, self.model.vocabulary_, decoder)[0]
 
     def close(self) -> None:
         """Finish the photos already handed in, then stop the worker."""
@@ -96,35 +94,30 @@ class Tagger:
             if stop:
                 return
 
-    def _run(self, batch: list[tuple[str, Future[np.ndarray]]]) -> None:
+    def _run(self, batch: list[tuple[str, Future[Prediction]]]) -> None:
         if not batch:
             return
         paths = list(dict.fromkeys(path for path, _ in batch))
         try:
             results = {
                 r.path: r
-                for r in annotate_files(
+                for r in predict_files(
                     paths,
                     self.model,
-                    self._every_label,
                     store_root=self.store_root,
                     batch_size=len(paths),
                     workers=0,
                     progress=False,
-                    encoders=self.encoders,
+                    sources=self.sources,
                 )  # fmt: skip
             }
         except Exception as error:  # noqa: BLE001 - handed to every waiting request
             for _, future in batch:
                 future.set_exception(error)
             return
-        index = {label: j for j, label in enumerate(self.model.vocabulary_)}
         for path, future in batch:
             result = results[path]
-            if result.error is not None:
+            if result.prediction is None:
                 future.set_exception(PhotoUnreadable(result.error))
-                continue
-            scores = np.zeros(len(index), dtype=np.float32)
-            for label, score in result.tags:
-                scores[index[label]] = score
-            future.set_result(scores)
+            else:
+                future.set_result(result.prediction)

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import operator
 from collections.abc import Mapping, Sequence
+from functools import reduce
 from typing import Any
 
 import numpy as np
 
 from phototag.data import AnnotationSet
+from phototag.data.inputs import ModelInputs
 from phototag.errors import InvalidInputError, check_choice, check_float, check_int
 from phototag.evaluation.decoding import TopK
 from phototag.evaluation.metrics import annotation_report
@@ -126,10 +129,11 @@ class EnsembleAnnotator(Annotator):
             members.append(create_annotator(spec["model"], **params))
         return members
 
-    def required_features(self) -> tuple[str, ...]:
+    def required_inputs(self, training: bool = False) -> ModelInputs:
+        """What its members read, together."""
         members = self.members_ if hasattr(self, "members_") else self._new_members()
-        keys = (key for member in members for key in member.required_features())
-        return tuple(dict.fromkeys(keys))
+        inputs = (member.required_inputs(training) for member in members)
+        return reduce(operator.or_, inputs)
 
     # --------------------------------------------------------------- fit / score
     def _fit(self, train: AnnotationSet, valid: AnnotationSet | None) -> None:

@@ -1,5 +1,5 @@
-"""CNN-R: a CNN regressing images into word-embedding space."""
+"""CNN-R: regressing images into word-embedding space (docs/models/cnn_r.md)."""
 
-from phototag.models.regression.annotators import CNNRAnnotator, TrunkMaps, split_backbone
+from phototag.models.regression.annotators import CNNRAnnotator, split_backbone
 
-__all__ = ["CNNRAnnotator", "TrunkMaps", "split_backbone"]
+__all__ = ["CNNRAnnotator", "split_backbone"]

@@ -7,34 +7,30 @@ the encoder is fine-tuned with a lower learning rate than the new projection, ev
 before it stays frozen. Labels are ranked by the cosine similarity of the predicted
 vector to each label's embedding.
 
-Fine-tuning needs pixels: the model reads ``AnnotationSet.image_paths``. The frozen part
-of the network (the trunk) runs once per photo and view (the photo and its mirror image,
-the flip augmentation): its output maps are kept in the feature-map store
-(`phototag.features.maps`, float16, memory-mapped) and reused by every later fit and
-scoring, so an epoch only runs the fine-tuned block. Training goes through
-`phototag.training`. Equations, parameters and results: ``docs/models/cnn_r.md``.
+The frozen part of the network (the trunk) runs once per photo and view (the photo and
+its mirror image, the flip augmentation): the model declares the trunk's output maps as
+its inputs (`required_inputs`), the runners fill them from the feature-map store
+(`phototag.features.maps`, float16, memory-mapped; computed once), and an epoch only
+runs the fine-tuned block. Training goes through `phototag.training`. Equations,
+parameters and results: ``docs/models/cnn_r.md``.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import numpy as np
 import torch
 from torch import nn
 
 from phototag.data import AnnotationSet
+from phototag.data.inputs import VIEWS, MapSpec, ModelInputs
 from phototag.errors import InvalidInputError, check_choice, check_float, check_int
-from phototag.evaluation.decoding import TopK
 from phototag.features.encoders import ImageEncoder, create_encoder
 from phototag.features.encoders.runtime import torch_device
-from phototag.features.extract import extract_features, open_store
-from phototag.features.maps import VIEWS, open_map_stores
-from phototag.features.store import MappedRows, default_store_root
 from phototag.models.base import Annotator
 from phototag.models.cca import label_embedding_matrix
 from phototag.models.registry import register_annotator
@@ -47,47 +43,12 @@ from phototag.models.regression.network import (
 )
 from phototag.training import EarlyStopping, Group, LossTask, OptimizerSettings, Schedule, Trainer
 
-__all__ = ["CNNRAnnotator", "TrunkMaps", "split_backbone"]
+__all__ = ["CNNRAnnotator", "split_backbone"]
 
 OOV_CHOICES = ("onehot", "error")
-RUNTIMES = ("torch", "onnx")
 DEVICES = ("auto", "cpu", "cuda")
-#: Up to this many photos are decoded in-process: starting workers would cost more than
-#: it saves (and a service scoring a few uploads should not fork).
-IN_PROCESS_PHOTOS = 32
 #: Maps per forward pass when predicting.
 PREDICT_BATCH = 256
-
-
-# ------------------------------------------------------------------------ trunk maps
-@dataclass
-class TrunkMaps:
-    """Frozen-trunk outputs of a set of photos, memory-mapped from the feature-map store.
-
-    `views` holds one `MappedRows` of float16 ``[C, H, W]`` maps per view (view 0: the
-    photo; view 1: its mirror image, when computed with flips), one row per item of
-    `kept` (the item indices they belong to); `failures` ``(path, reason)`` of the photos
-    that could not be decoded.
-    """
-
-    views: tuple[MappedRows, ...]
-    kept: np.ndarray
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    def take(self, data: AnnotationSet, positions: np.ndarray) -> tuple[AnnotationSet, TrunkMaps]:
-        """Rows `positions` of the maps, with the matching items of `data` (their source).
-
-        `positions` index `kept` (the rows), not the items of `data`; the result's maps
-        belong to the returned subset, so ``fit_maps(*maps.take(data, rows))`` works.
-        """
-        positions = np.asarray(positions, dtype=np.int64)
-        subset = data.subset(self.kept[positions])
-        views = tuple(MappedRows(view.source, view.rows[positions]) for view in self.views)
-        return subset, TrunkMaps(views, np.arange(len(positions)), [])
-
-    def plain(self) -> TrunkMaps:
-        """The photos as they are, without their mirror images (for validation)."""
-        return TrunkMaps(self.views[:1], self.kept, self.failures)
 
 
 # ------------------------------------------------------------------------------ model
@@ -120,21 +81,14 @@ class CNNRAnnotator(Annotator):
             a zero projection and the mean target: no random initialisation).
 
     Runtime settings (not saved with the model):
-        runtime: where the frozen trunk computes missing maps (always on the CPU),
-            ``"onnx"`` (faster) or ``"torch"``.
         device: where the block trains and predicts: ``"auto"`` (CUDA when available),
             ``"cpu"`` or ``"cuda"``.
-        workers: photo-decoding processes (None: as `phototag features` picks; 0: none).
-        store: feature store folder for the trunk maps (None: the cache's, as
-            `phototag features` uses).
-        verbose: progress of map computing and training (one line per epoch) on stderr.
+        verbose: training progress (one line per epoch) on stderr.
     """
 
     extra_state: ClassVar[tuple[str, ...]] = ("encoder_id_", "oov_labels_", "history_")
     #: Constructor arguments that say how to run, not what to learn: left out of the config.
-    runtime_settings: ClassVar[tuple[str, ...]] = (
-        "runtime", "device", "workers", "store", "verbose",
-    )  # fmt: skip
+    runtime_settings: ClassVar[tuple[str, ...]] = ("device", "verbose")
 
     def __init__(
         self,
@@ -152,11 +106,8 @@ class CNNRAnnotator(Annotator):
         flip: bool = True,
         validation_fraction: float = 0.0,
         patience: int = 3,
-        runtime: str = "onnx",
         device: str = "auto",
-        workers: int | None = None,
         seed: int = 0,
-        store: str | None = None,
         verbose: bool = False,
     ) -> None:
         for name, value in (("encoder", encoder), ("embedding", embedding)):
@@ -164,8 +115,6 @@ class CNNRAnnotator(Annotator):
                 raise InvalidInputError(name, "a non-empty string", repr(value))
         if encoder_weights is not None and not isinstance(encoder_weights, str):
             raise InvalidInputError("encoder_weights", "None or a file path", repr(encoder_weights))
-        if store is not None and not isinstance(store, str):
-            raise InvalidInputError("store", "None or a folder path", repr(store))
         for name, value in (("normalize_embeddings", normalize_embeddings), ("flip", flip),
                             ("verbose", verbose)):  # fmt: skip
             if not isinstance(value, bool):
@@ -186,21 +135,23 @@ class CNNRAnnotator(Annotator):
             "validation_fraction", validation_fraction, 0.0, strict=False, maximum=0.5
         )
         self.patience = check_int("patience", patience, 1)
-        self.runtime = check_choice("runtime", runtime, RUNTIMES)
         self.device = check_choice("device", device, DEVICES)
-        self.workers = None if workers is None else check_int("workers", workers, 0)
         self.seed = check_int("seed", seed, 0)
-        self.store = store
         self.verbose = verbose
 
-    def required_features(self) -> tuple[str, ...]:
-        """The encoder's pooled features, when it can be built by name.
+    def required_inputs(self, training: bool = False) -> ModelInputs:
+        """The frozen trunk's output maps of each photo; to fit with `flip`, of its
+        mirror image too."""
+        views = VIEWS if training and self.flip else VIEWS[:1]
+        encoder = self.encoder
+        if self.encoder_weights is not None:
+            encoder += "?" + urlencode({"weights": self.encoder_weights})
+        stage = self._parts()[2]
+        return ModelInputs(maps=tuple(MapSpec(encoder, stage, view) for view in views))
 
-        CNN-R reads its trunk maps, not these features; asking for them makes `phototag
-        annotate` and `evaluate` drop photos that cannot be decoded before the model sees
-        them (and lets ``--vocabulary`` use the same encoder).
-        """
-        return (self.encoder,) if self.encoder_weights is None else ()
+    def _views(self, data: AnnotationSet, training: bool = False) -> tuple[Any, ...]:
+        """The trunk maps of `data`, one row source per view."""
+        return tuple(data.maps[spec.key] for spec in self.required_inputs(training).maps)
 
     # ------------------------------------------------------------------ network
     def _build_encoder(self, runtime: str) -> ImageEncoder:
@@ -249,51 +200,6 @@ class CNNRAnnotator(Annotator):
         regressor.projection.bias.data.copy_(torch.from_numpy(np.asarray(self.projection_bias_)))
         return regressor.eval()
 
-    # ---------------------------------------------------------------- trunk maps
-    def trunk_maps(self, data: AnnotationSet, *, flip: bool | None = None) -> TrunkMaps:
-        """The frozen trunk's maps of every photo of `data` (and of its mirror image with
-        `flip`), from the feature-map store; photos whose maps are not stored yet are
-        computed and stored first (with their pooled features, in the same pass).
-
-        Photos that cannot be decoded are listed in ``failures`` and left out of ``kept``.
-        `fit` calls this; call it yourself to reuse the maps across several fits.
-        """
-        if data.image_paths is None:
-            raise InvalidInputError(
-                "data", "a dataset with image paths (CNN-R fine-tunes on pixels)",
-                f"{data.name} (labels/features only)",
-                "Give the dataset reader the image folder, e.g. NAME:PATH?images=DIR.",
-            )  # fmt: skip
-        views = VIEWS if (self.flip if flip is None else flip) else VIEWS[:1]
-        _, _, stage = self._parts()
-        source = self._extractor()
-        root = default_store_root() if self.store is None else Path(self.store)
-        paths = data.image_paths
-        workers = 0 if len(paths) <= IN_PROCESS_PHOTOS else self.workers
-        stores = open_map_stores(root, source, [stage], views)
-        try:
-            with open_store(root, source) as pooled:
-                digests, report = extract_features(
-                    paths, source, pooled, maps=stores, workers=workers, progress=self.verbose
-                )
-            kept = np.flatnonzero([digest is not None for digest in digests])
-            if not len(kept):
-                shown = "; ".join(reason for _, reason in report.failures[:3])
-                raise InvalidInputError("data", "at least one readable photo", f"none ({shown})")
-            stored = [digests[i] for i in kept]
-            mapped = tuple(store.mapped(stored) for store in stores)  # type: ignore[arg-type]
-        finally:
-            for store in stores:
-                store.close()
-        return TrunkMaps(mapped, kept, report.failures)
-
-    def _extractor(self) -> ImageEncoder:
-        """The encoder that computes missing maps (on `runtime`), cached."""
-        if not hasattr(self, "_source"):
-            source = self._build_encoder(self.runtime) if self.runtime == "onnx" else None
-            self._source = source if source is not None else self._parts()[0]
-        return self._source
-
     # ------------------------------------------------------------------- targets
     def _label_vectors(self) -> tuple[np.ndarray, list[str]]:
         """Per label its vector in the regression space (L x d), and the OOV labels."""
@@ -323,69 +229,35 @@ class CNNRAnnotator(Annotator):
             vectors = np.hstack([vectors, extra])
         return vectors.astype(np.float32), oov
 
-    def _targets(self, data: AnnotationSet, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean label vector of items `rows` (Sec. 3.2), and which of them have labels."""
-        labels = data.labels[rows].astype(np.float32)
+    def _targets(self, data: AnnotationSet) -> tuple[np.ndarray, np.ndarray]:
+        """Mean label vector of each item (Sec. 3.2), and which items have labels."""
+        labels = data.labels.astype(np.float32)
         counts = np.asarray(labels.sum(axis=1)).ravel()
         targets = np.asarray(labels @ self.label_vectors_) / np.maximum(counts, 1)[:, None]
         return targets.astype(np.float32), counts > 0
 
     # ----------------------------------------------------------------------- fit
     def _fit(self, train: AnnotationSet, valid: AnnotationSet | None) -> None:
-        maps = self.trunk_maps(train)
-        valid_maps = None
-        if valid is not None and valid.n_items:
-            valid_maps = self.trunk_maps(valid, flip=False)
-        self._fit_maps(train, maps, valid, valid_maps)
-
-    def fit_maps(
-        self,
-        train: AnnotationSet,
-        maps: TrunkMaps,
-        valid: AnnotationSet | None = None,
-        valid_maps: TrunkMaps | None = None,
-    ) -> Self:
-        """`fit` from precomputed `trunk_maps` (of `train`, and of `valid` if given)."""
-        if train.n_items == 0:
-            raise InvalidInputError("train", "at least one item", "an empty set")
-        self.vocabulary_ = train.vocabulary
-        self.decoder_ = getattr(self, "decoder_", TopK(5))
-        self._fit_maps(train, maps, valid, valid_maps)
-        return self
-
-    def _fit_maps(
-        self,
-        train: AnnotationSet,
-        maps: TrunkMaps,
-        valid: AnnotationSet | None,
-        valid_maps: TrunkMaps | None,
-    ) -> None:
-        if maps.failures:
-            warnings.warn(
-                f"cnn_r: {len(maps.failures)} training photos could not be decoded and are "
-                f"left out (first: {maps.failures[0][1]})",
-                UserWarning,
-                stacklevel=3,
-            )
         self.label_vectors_, self.oov_labels_ = self._label_vectors()
         encoder, _, _ = self._parts()
         self.encoder_id_ = encoder.feature_id
-        targets, labelled = self._targets(train, maps.kept)
+        views = self._views(train, training=True)
+        targets, labelled = self._targets(train)
         fit_rows = np.flatnonzero(labelled)
         held_out = None
         if valid is None and self.validation_fraction > 0:
             shuffled = np.random.default_rng(self.seed).permutation(fit_rows)
             n_valid = max(1, round(self.validation_fraction * len(shuffled)))
             valid_rows, fit_rows = np.sort(shuffled[:n_valid]), np.sort(shuffled[n_valid:])
-            held_out = MapsDataset(maps.views[:1], valid_rows, targets[valid_rows])
-        elif valid is not None and valid_maps is not None:
-            valid_targets, valid_labelled = self._targets(valid, valid_maps.kept)
+            held_out = MapsDataset(views[:1], valid_rows, targets[valid_rows])
+        elif valid is not None and valid.n_items:
+            valid_targets, valid_labelled = self._targets(valid)
             rows = np.flatnonzero(valid_labelled)
             if len(rows):
-                held_out = MapsDataset(valid_maps.views[:1], rows, valid_targets[rows])
+                held_out = MapsDataset(self._views(valid), rows, valid_targets[rows])
         if len(fit_rows) == 0:
             raise InvalidInputError("train", "items with at least one label", "none")
-        self._train(MapsDataset(maps.views, fit_rows, targets[fit_rows]), held_out)
+        self._train(MapsDataset(views, fit_rows, targets[fit_rows]), held_out)
 
     def _train(self, train: MapsDataset, held_out: MapsDataset | None) -> None:
         """AdamW on the block + projection; the epoch with the lowest held-out loss."""
@@ -425,13 +297,13 @@ class CNNRAnnotator(Annotator):
         )
 
     # -------------------------------------------------------------------- scores
-    def predict_embeddings(self, maps: TrunkMaps) -> np.ndarray:
-        """The regressed vectors ``[n_kept, d]`` of precomputed trunk maps (view 0)."""
+    def predict_embeddings(self, inputs: AnnotationSet) -> np.ndarray:
+        """The regressed vectors ``[n_items, d]`` of the items of `inputs`."""
         self._check_fitted()
         _, regressor, _ = self._parts()
         assert regressor is not None  # fitted models always have one
         device = torch_device(self.device)
-        rows = maps.views[0]
+        rows = self._views(inputs)[0]
         out = [np.zeros((0, regressor.projection.out_features), dtype=np.float32)]
         regressor.to(device).eval()
         try:
@@ -443,22 +315,10 @@ class CNNRAnnotator(Annotator):
             regressor.to("cpu")
         return np.concatenate(out)
 
-    def scores_from_maps(self, maps: TrunkMaps) -> np.ndarray:
+    def _scores(self, inputs: AnnotationSet) -> np.ndarray:
         """Cosine similarity of each predicted vector to every label's vector."""
-        predicted = self.predict_embeddings(maps)
+        predicted = self.predict_embeddings(inputs)
         predicted /= np.maximum(np.linalg.norm(predicted, axis=1, keepdims=True), 1e-12)
         labels = np.asarray(self.label_vectors_, dtype=np.float32)
         labels = labels / np.maximum(np.linalg.norm(labels, axis=1, keepdims=True), 1e-12)
         return (predicted @ labels.T).astype(np.float32)
-
-    def _scores(self, inputs: AnnotationSet) -> np.ndarray:
-        if inputs.n_items == 0:
-            return np.zeros((0, len(self.vocabulary_)), dtype=np.float32)
-        maps = self.trunk_maps(inputs, flip=False)
-        if maps.failures:
-            path, reason = maps.failures[0]
-            raise InvalidInputError(
-                "inputs", "photos that can be decoded", reason,
-                f"Remove {path} (and {len(maps.failures) - 1} more) from the inputs.",
-            )  # fmt: skip
-        return self.scores_from_maps(maps)

@@ -78,7 +78,9 @@ class MapsDataset(Dataset):
     drawn from torch's generator, which the trainer seeds: the flip augmentation.
     """
 
-    def __init__(self, views: Sequence[MappedRows], rows: np.ndarray, targets: np.ndarray):
+    def __init__(
+        self, views: Sequence[MappedRows | np.ndarray], rows: np.ndarray, targets: np.ndarray
+    ) -> None:
         self.views = tuple(views)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.targets = torch.from_numpy(np.asarray(targets, dtype=np.float32))
