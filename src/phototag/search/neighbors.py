@@ -247,13 +247,13 @@ def smallest(dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n_rows, n_cols = dist.shape
     if k >= n_cols:
         idx = np.argsort(dist, axis=1, kind="stable")
-    else:
-        idx = np.argpartition(dist, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(dist, idx, axis=1).max(axis=1)
-        # rows where an entry left out ties with the k-th: redo them with a stable sort
-        crowded = np.flatnonzero((dist <= kth[:, None]).sum(axis=1) > k)
-        for r in crowded:
-            idx[r] = np.argsort(dist[r], kind="stable")[:k]
+    else:  # all entries below the k-th value, then its ties from the lowest column on
+        kth = np.partition(dist, k - 1, axis=1)[:, k - 1 : k]
+        below = dist < kth
+        ties = dist == kth
+        needed = k - below.sum(axis=1, keepdims=True)
+        take = below | (ties & (np.cumsum(ties, axis=1) <= needed))
+        idx = np.nonzero(take)[1].reshape(n_rows, k)
     d = np.take_along_axis(dist, idx, axis=1)
     order = np.lexsort((idx, d), axis=1)
     return np.take_along_axis(d, order, axis=1), np.take_along_axis(idx, order, axis=1)

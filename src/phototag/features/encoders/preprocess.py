@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from phototag.errors import InvalidInputError
+from phototag.errors import InvalidInputError, check_int
 
 #: Resize modes. ``center_crop``: keep the central square whose side is
 #: ``crop_fraction`` x the shorter image side, resize it to ``input_size`` (the
@@ -51,10 +51,7 @@ class Preprocess:
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)
 
     def __post_init__(self) -> None:
-        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int):
-            raise InvalidInputError("input_size", "an int >= 16", repr(self.input_size))
-        if self.input_size < 16:
-            raise InvalidInputError("input_size", "an int >= 16", repr(self.input_size))
+        check_int("input_size", self.input_size, 16)
         if self.resize not in RESIZE_MODES:
             raise InvalidInputError(
                 "resize", f"one of {', '.join(RESIZE_MODES)}", repr(self.resize)

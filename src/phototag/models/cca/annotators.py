@@ -30,6 +30,7 @@ from phototag.errors import InvalidInputError, check_choice, check_float, check_
 from phototag.models.base import Annotator, feature_matrix
 from phototag.models.cca import linalg as la
 from phototag.models.registry import register_annotator
+from phototag.search import smallest
 
 __all__ = [
     "CCAAnnotator",
@@ -134,20 +135,6 @@ def _npy_vectors(spec: str, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     rows = [row_of[name] for name in names if name in row_of]
     vectors[found] = matrix[rows]
     return vectors, found
-
-
-def _k_smallest(values: np.ndarray, k: int) -> np.ndarray:
-    """Column positions of each row's `k` smallest values; ties go to the lower position.
-
-    Deterministic tie-breaking matters: items with the same label set have the same text
-    projection, and every label cluster must pick the same ones among them.
-    """
-    kth = np.partition(values, k - 1, axis=1)[:, k - 1 : k]
-    below = values < kth
-    ties = values == kth
-    needed = k - below.sum(axis=1, keepdims=True)
-    take = below | (ties & (np.cumsum(ties, axis=1) <= needed))
-    return np.nonzero(take)[1].reshape(len(values), k)
 
 
 def _as_float32_values(x: np.ndarray) -> np.ndarray:
@@ -557,7 +544,9 @@ class CCAKNNAnnotator(_CCAFamily):
                 if len(members) == 0:
                     continue
                 if len(members) > self.k:
-                    nearest = members[_k_smallest(dist[:, members], self.k)]
+                    # ties to the lower position: items with the same label set share a
+                    # text projection, and every label cluster must pick the same ones
+                    nearest = members[smallest(dist[:, members], self.k)[1]]
                 else:
                     nearest = np.broadcast_to(members, (r1 - r0, len(members)))
                 if self.vote == "label":
