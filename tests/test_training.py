@@ -426,3 +426,17 @@ def test_only_rank_zero_is_the_main_process(monkeypatch):
     assert not is_main_process()
     monkeypatch.setenv("RANK", "0")
     assert is_main_process()
+
+
+def test_a_diverging_loss_stops_training_with_advice():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from phototag.training import LossTask, OptimizerSettings, Trainer, TrainingDiverged
+
+    x = torch.ones(8, 1)
+    data = TensorDataset(x, torch.full((8, 1), float("inf")))
+    trainer = Trainer(epochs=2, batch_size=4, optimizer=OptimizerSettings("sgd", lr=0.5),
+                      accelerator="cpu", progress=False)  # fmt: skip
+    with pytest.raises(TrainingDiverged, match=r"phase 'train', epoch 1.*lower the learning rate"):
+        trainer.fit(torch.nn.Linear(1, 1), LossTask(torch.nn.functional.mse_loss), data)

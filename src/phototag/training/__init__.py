@@ -9,7 +9,12 @@ and progress. Importing this package imports neither torch nor Lightning.
 
 from phototag.training.settings import EarlyStopping, Group, OptimizerSettings, Phase, Schedule
 from phototag.training.task import LossTask, Task
-from phototag.training.trainer import Trainer, TrainingResult, is_main_process
+from phototag.training.trainer import (
+    Trainer,
+    TrainingDiverged,
+    TrainingResult,
+    is_main_process,
+)
 
 __all__ = [
     "EarlyStopping",
@@ -20,6 +25,7 @@ __all__ = [
     "Schedule",
     "Task",
     "Trainer",
+    "TrainingDiverged",
     "TrainingResult",
     "is_main_process",
 ]

@@ -8,6 +8,7 @@ history and progress. Imported only when training starts (it imports torch and F
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -28,7 +29,7 @@ from phototag.training.optim import Freezer, build_optimizer, build_scheduler, s
 from phototag.training.progress import Progress
 from phototag.training.settings import EarlyStopping, Phase
 from phototag.training.task import Task
-from phototag.training.trainer import Trainer, TrainingResult
+from phototag.training.trainer import Trainer, TrainingDiverged, TrainingResult
 
 #: Environment variables Fabric's seed_everything sets; `fit` puts them back.
 SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")
@@ -207,6 +208,12 @@ class _PhaseRun:
             if scheduler is not None and not per_step:
                 scheduler.step()
             record["train_loss"] = float(fabric.all_reduce(total / steps, reduce_op="mean"))
+            if not math.isfinite(record["train_loss"]):
+                raise TrainingDiverged(
+                    f"training diverged in phase {phase.name!r}, epoch {epoch}: the mean "
+                    f"loss is {record['train_loss']}; lower the learning rate "
+                    f"({phase.optimizer.lr:g} now) or the batch's loss scale"
+                )
             if valid_loader is not None:
                 record["valid"] = self._validate(watched, valid_loader)
             record["time"] = time.perf_counter() - started

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from phototag.errors import InvalidInputError, check_choice, check_float, check_int
+from phototag.errors import InvalidInputError, PhototagError, check_choice, check_float, check_int
 from phototag.training.settings import EarlyStopping, OptimizerSettings, Phase, Schedule
 from phototag.training.task import Task
 
@@ -43,6 +43,11 @@ class TrainingResult:
     def is_global_zero(self) -> bool:
         """Whether this process writes results (rank 0 of a torchrun job; always alone)."""
         return self.global_rank == 0
+
+
+class TrainingDiverged(PhototagError):
+    """The training loss became NaN or infinite (the message names the phase, the epoch
+    and the learning rate to lower)."""
 
 
 def is_main_process() -> bool:
