@@ -128,3 +128,22 @@ def test_evaluate_decodes_with_the_predicted_quantities():
     by_quantity = evaluate_model(model, data, protocol="quantity").metrics
     top3 = evaluate_model(model, data, protocol="top3").metrics
     assert by_quantity["O-F1"] > top3["O-F1"]  # 1-3 labels per item: fixed top-3 over-tags
+
+
+def test_tags_alone_need_no_maps(tmp_path):
+    data = synthetic()
+    data.maps = {}
+    model = M3Annotator(
+        **{**FAST, "stages": [], "epochs": 10, "textual_lr": 0.05, "quantity_lr": 0.01}, tags=True
+    )
+    model.fit(data)
+    assert model.required_inputs() == ModelInputs(user_tags=True)
+    assert model.network_.fusion is None
+    assert list(dict.fromkeys(h["phase"] for h in model.history_)) == ["tags", "heads"]
+    top1 = model.predict(data).scores.argmax(axis=1)
+    assert data.labels.toarray()[np.arange(48), top1].mean() > 0.9  # the tags are the labels
+    np.testing.assert_array_equal(
+        Annotator.load(model.save(tmp_path / "tags")).scores(data), model.scores(data)
+    )
+    with pytest.raises(InvalidInputError, match="tags=True"):
+        M3Annotator(stages=[])

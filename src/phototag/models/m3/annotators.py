@@ -36,7 +36,8 @@ class M3Annotator(Annotator):
         encoder: the image encoder whose stage maps are fused (its feature name).
         stages: the maps M_1..M_K, finest first; None: the encoder's five multi-scale
             maps (``encoder.scales``; EfficientNet-Lite2: ``stage1 stage2 stage3 stage5
-            head``). One stage gives the paper's plain "CNN": its pooled map + classifier.
+            head``). One stage gives the paper's plain "CNN": its pooled map + classifier;
+            none (with `tags`) the "Tags" rows: user tags alone.
         tags: add the tag MLP over the items' user tags (MS-CNN+Tags).
         lqp: decode with the predicted label quantities (Algorithm 2) by default; the
             regressor is trained either way, and ``--protocol`` chooses at evaluation.
@@ -45,6 +46,7 @@ class M3Annotator(Annotator):
         tag_dropout: dropout in the tag MLP.
         visual_lr, textual_lr: SGD rates of the visual parts (fusion, classifier) and
             of the tag MLP and LQP regressor (Sec. IV-A-3; defaults: NUS-WIDE's).
+        quantity_lr: the LQP regressor's own rate (None: `textual_lr`, as the paper).
         momentum: SGD momentum of every stage.
         weight_decay: L2 penalty of every stage.
         epochs: epochs of each stage (the maximum, with early stopping).
@@ -73,6 +75,7 @@ class M3Annotator(Annotator):
         tag_dropout: float = 0.0,
         visual_lr: float = 0.001,
         textual_lr: float = 0.1,
+        quantity_lr: float | None = None,
         momentum: float = 0.9,
         weight_decay: float = 1e-4,
         epochs: int = 10,
@@ -86,9 +89,11 @@ class M3Annotator(Annotator):
         if not isinstance(encoder, str) or not encoder:
             raise InvalidInputError("encoder", "an encoder name", repr(encoder))
         if stages is not None and (
-            isinstance(stages, str) or not stages or not all(isinstance(s, str) for s in stages)
+            isinstance(stages, str) or not all(isinstance(s, str) for s in stages)
         ):
             raise InvalidInputError("stages", "None or a list of stage names", repr(stages))
+        if stages is not None and not stages and not tags:
+            raise InvalidInputError("stages", "stage names (or none with tags=True)", "[]")
         for name, value in (("tags", tags), ("lqp", lqp), ("verbose", verbose)):
             if not isinstance(value, bool):
                 raise InvalidInputError(name, "True or False", repr(value))
@@ -101,6 +106,9 @@ class M3Annotator(Annotator):
         self.tag_dropout = check_float("tag_dropout", tag_dropout, 0.0, strict=False, maximum=0.99)
         self.visual_lr = check_float("visual_lr", visual_lr, 0.0)
         self.textual_lr = check_float("textual_lr", textual_lr, 0.0)
+        self.quantity_lr = (
+            None if quantity_lr is None else check_float("quantity_lr", quantity_lr, 0.0)
+        )
         self.momentum = check_float("momentum", momentum, 0.0, strict=False, maximum=0.999)
         self.weight_decay = check_float("weight_decay", weight_decay, 0.0, strict=False)
         self.epochs = check_int("epochs", epochs, 1)
@@ -148,22 +156,34 @@ class M3Annotator(Annotator):
         rows = np.flatnonzero(train.label_counts() > 0)
         if not len(rows):
             raise InvalidInputError("train", "items with at least one label", "none")
-        held_out = None
+        held: tuple[AnnotationSet, np.ndarray] | None = None
         if valid is not None and valid.n_items:
-            held_out = self._dataset(valid, np.flatnonzero(valid.label_counts() > 0))
+            held = (valid, np.flatnonzero(valid.label_counts() > 0))
         elif self.validation_fraction > 0:
             order = np.random.default_rng(self.seed).permutation(rows)
             n_valid = max(1, round(self.validation_fraction * len(order)))
-            held_out = self._dataset(train, np.sort(order[:n_valid]))
+            held = (train, np.sort(order[:n_valid]))
             rows = np.sort(order[n_valid:])
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.build_modules()
-        network = self.network_
-        result = self._trainer(network, held_out is not None).fit(
-            network, self._tasks(network), self._dataset(train, rows), held_out
-        )
-        self.history_ = result.history_
+        network, tasks = self.network_, self._tasks(self.network_)
+        fusion, rest = self._phases(network)
+        self.history_ = []
+        train_visual = valid_visual = None
+        if fusion:  # step 3 on the maps; the later stages on f_v, computed once
+            result = self._trainer(fusion, held is not None).fit(
+                network, _of(tasks, fusion), self._dataset(train, rows),
+                held and self._dataset(*held),
+            )  # fmt: skip
+            self.history_ += result.history_
+            train_visual = self._visual(train)
+            valid_visual = held and self._visual(held[0])
+        result = self._trainer(rest, held is not None).fit(
+            network, _of(tasks, rest), self._dataset(train, rows, train_visual),
+            held and self._dataset(*held, valid_visual),
+        )  # fmt: skip
+        self.history_ += result.history_
 
     def build_modules(self) -> None:
         from phototag.models.m3.network import M3Network
@@ -179,28 +199,51 @@ class M3Annotator(Annotator):
 
         return training_tasks(network)
 
-    def _trainer(self, network: Any, early_stopping: bool) -> Any:
-        from phototag.features.encoders.runtime import torch_device
+    def _phases(self, network: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """Algorithm 1's phases (with weight decay): the fusion's, and the ones after it."""
         from phototag.models.m3.network import LearningRates, training_phases
+
+        rates = LearningRates(self.visual_lr, self.textual_lr, self.quantity_lr)
+        phases = [_with_weight_decay(p, self.weight_decay)
+                  for p in training_phases(network, rates, self.momentum)]  # fmt: skip
+        first = tuple(p for p in phases if p.name == "multiscale")
+        return first, tuple(p for p in phases if p.name != "multiscale")
+
+    def _trainer(self, phases: tuple[Any, ...], early_stopping: bool) -> Any:
+        from phototag.features.encoders.runtime import torch_device
         from phototag.training import EarlyStopping, OptimizerSettings, Trainer
 
-        rates = LearningRates(self.visual_lr, self.textual_lr)
-        phases = training_phases(network, rates, self.momentum)
         return Trainer(
             epochs=self.epochs,
             batch_size=self.batch_size,
             optimizer=OptimizerSettings("sgd", lr=self.visual_lr, weight_decay=self.weight_decay),
-            phases=tuple(_with_weight_decay(p, self.weight_decay) for p in phases),
+            phases=phases,
             early_stopping=EarlyStopping("min", self.patience) if early_stopping else None,
             accelerator=torch_device(self.device).type,
             seed=self.seed,
             progress=self.verbose,
         )
 
-    def _dataset(self, data: AnnotationSet, rows: np.ndarray) -> Any:
+    def _dataset(
+        self, data: AnnotationSet, rows: np.ndarray, visual: np.ndarray | None = None
+    ) -> Any:
         from phototag.models.m3.data import M3Dataset
 
-        return M3Dataset(self._maps(data), self._tag_matrix(data), data.labels, rows)
+        return M3Dataset(self._maps(data), self._tag_matrix(data), data.labels, rows, visual)
+
+    def _visual(self, data: AnnotationSet) -> np.ndarray:
+        """f_v of every item of `data`, by the trained fusion (float32 ``[n, C_K]``)."""
+        import torch
+
+        maps = self._maps(data)
+        fusion = self.network_.fusion.eval()
+        out = [np.zeros((0, fusion.out_features), np.float32)]
+        with torch.inference_mode():
+            for start in range(0, data.n_items, PREDICT_BATCH):
+                part = slice(start, start + PREDICT_BATCH)
+                batch = [torch.from_numpy(np.asarray(m[part], np.float32)) for m in maps]
+                out.append(fusion(batch).float().numpy())
+        return np.concatenate(out)
 
     def _maps(self, data: AnnotationSet) -> list[Any]:
         return [data.maps[spec.key] for spec in self.required_inputs().maps]
@@ -238,6 +281,11 @@ class M3Annotator(Annotator):
             scores=np.concatenate(scores) if scores else np.zeros((0, n_labels), np.float32),
             quantities=np.concatenate(quantities) if quantities else np.zeros(0, np.float32),
         )
+
+
+def _of(tasks: dict[str, Any], phases: tuple[Any, ...]) -> dict[str, Any]:
+    """The tasks of `phases`, by phase name."""
+    return {phase.name: tasks[phase.name] for phase in phases}
 
 
 def _with_weight_decay(phase: Any, weight_decay: float) -> Any:

@@ -16,7 +16,8 @@ class M3Dataset(Dataset):
     "labels": [L] 0/1}`` of the items `rows`, as `M3Task` reads them.
 
     `maps` are row sources per stage (memory-mapped store rows or arrays, one row per
-    item); only the rows of a batch are read.
+    item); only the rows of a batch are read. With `visual` (f_v per item, ``[n, C_K]``)
+    items carry ``"visual"`` instead of ``"maps"``.
     """
 
     def __init__(
@@ -25,24 +26,33 @@ class M3Dataset(Dataset):
         tags: sp.csr_matrix | None,
         labels: sp.csr_matrix,
         rows: np.ndarray,
+        visual: np.ndarray | None = None,
     ) -> None:
         self.maps = list(maps)
         self.tags = tags
         self.labels = labels
         self.rows = np.asarray(rows, dtype=np.int64)
+        self.visual = None if visual is None else torch.from_numpy(visual)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         row = int(self.rows[index])
-        item: dict[str, Any] = {
-            "maps": tuple(torch.from_numpy(np.asarray(m[row], np.float32)) for m in self.maps),
-            "labels": _dense(self.labels, row),
-        }
+        item: dict[str, Any] = {"labels": _dense(self.labels, row)}
+        if self.visual is not None:
+            item["visual"] = self.visual[row]
+        else:
+            item["maps"] = tuple(
+                torch.from_numpy(np.asarray(m[row], np.float32)) for m in self.maps
+            )
         if self.tags is not None:
             item["tags"] = _dense(self.tags, row)
         return item
+
+
+def _float(row: Any) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(row, np.float32))
 
 
 def _dense(matrix: sp.csr_matrix, row: int) -> torch.Tensor:

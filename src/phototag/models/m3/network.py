@@ -191,7 +191,9 @@ class M3Network(nn.Module):
     ``quantity`` (`QuantityRegressor` on f), both trained in step 5.
 
     Args:
-        channels, shapes: the K stage maps' channels and ``(H, W)`` (`MultiScale`).
+        channels, shapes: the K stage maps' channels and ``(H, W)`` (`MultiScale`); empty
+            for a network on tags alone (the paper's "Tags" rows: no ``fusion`` and
+            ``visual_head``; f_t then has the tag MLP's last hidden size).
         n_labels: labels of the classifiers.
         n_tags: user-tag vocabulary size; 0 for a visual-only network.
         tag_hidden, tag_dropout: `TagMLP`'s hidden sizes and dropout.
@@ -212,44 +214,62 @@ class M3Network(nn.Module):
         super().__init__()
         check_int("n_labels", n_labels, 1)
         check_int("n_tags", n_tags, 0)
-        self.fusion = MultiScale(channels, shapes)
-        dim = self.fusion.out_features
-        self.visual_head = nn.Linear(dim, n_labels)
+        if not channels and not n_tags:
+            raise InvalidInputError("channels", "stage maps, or n_tags > 0 (tags only)", "neither")
+        self.fusion: MultiScale | None = None
+        self.visual_head: nn.Linear | None = None
+        visual = 0
+        if channels:
+            self.fusion = MultiScale(channels, shapes)
+            visual = self.fusion.out_features
+            self.visual_head = nn.Linear(visual, n_labels)
         self.tags: TagMLP | None = None
         self.tag_head: nn.Linear | None = None
+        textual = 0
         if n_tags:
-            self.tags = TagMLP(n_tags, dim, tag_hidden, tag_dropout)
-            self.tag_head = nn.Linear(dim, n_labels)
-        joint = dim * (2 if n_tags else 1)
-        self.classifier = nn.Linear(joint, n_labels)
-        self.quantity = QuantityRegressor(joint, quantity_hidden, quantity_dropout)
+            textual = visual or tag_hidden[-1]  # f_t has f_v's size; tags only: the MLP's
+            self.tags = TagMLP(n_tags, textual, tag_hidden, tag_dropout)
+            self.tag_head = nn.Linear(textual, n_labels)
+        self.classifier = nn.Linear(visual + textual, n_labels)
+        self.quantity = QuantityRegressor(visual + textual, quantity_hidden, quantity_dropout)
 
     @property
     def stages(self) -> tuple[str, ...]:
         """The stages of Algorithm 1 this network trains (`STAGES`; no ``"tags"`` without
         a tag branch)."""
-        return tuple(s for s in STAGES if s != "tags" or self.tags is not None)
+        has = {"multiscale": self.fusion is not None, "tags": self.tags is not None}
+        return tuple(s for s in STAGES if has.get(s, True))
 
     def forward(
-        self, maps: Sequence[torch.Tensor] | None = None, tags: torch.Tensor | None = None
+        self,
+        maps: Sequence[torch.Tensor] | None = None,
+        tags: torch.Tensor | None = None,
+        visual: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """What the given inputs allow: ``visual_logits`` from `maps` (K tensors ``[B, C_k,
         H_k, W_k]``), ``tag_logits`` from `tags` (``[B, n_tags]``, 0/1), and, once every
         branch of the network has its input, ``logits`` ``[B, n_labels]`` and ``quantity``
-        ``[B]`` (the predicted label counts m) from f = [f_v, f_t]."""
+        ``[B]`` (the predicted label counts m) from f = [f_v, f_t]. `visual` is f_v
+        already computed by ``fusion`` (``[B, C_K]``), in place of `maps`: the stages
+        after the fusion's train on it without running the fusion again."""
         if tags is not None and self.tags is None:
             raise InvalidInputError("tags", "no tags (this network is visual-only)", "tags")
+        has_maps = maps is not None and len(maps) > 0
+        if (has_maps or visual is not None) and self.fusion is None:
+            raise InvalidInputError("maps", "no maps (this network reads tags only)", "maps")
         out: dict[str, torch.Tensor] = {}
         parts = []
-        if maps is not None:
-            visual = self.fusion(maps)
+        if visual is None and has_maps and self.fusion is not None and self.visual_head is not None:
+            visual = self.fusion(maps)  # type: ignore[arg-type]
             out["visual_logits"] = self.visual_head(visual)
+        if visual is not None:
             parts.append(visual)
         if tags is not None and self.tags is not None and self.tag_head is not None:
             textual = self.tags(tags)
             out["tag_logits"] = self.tag_head(textual)
             parts.append(textual)
-        if maps is not None and (tags is not None or self.tags is None):
+        has_visual = visual is not None or self.fusion is None
+        if has_visual and (tags is not None or self.tags is None):
             joint = torch.cat(parts, dim=1)
             out["logits"] = self.classifier(joint)
             out["quantity"] = self.quantity(joint)
@@ -276,11 +296,13 @@ class M3Task(Task):
 
     Items are dicts ``{"maps": (M_1, ..., M_K) [C_k, H_k, W_k], "tags": [n_tags] 0/1,
     "labels": [n_labels] 0/1}`` (``"tags"`` only for a network with a tag branch; a stage
-    reads only what it needs). Losses: ``multiscale``: Eq. 4 on ``visual_logits``;
-    ``tags``: Eq. 4 on ``tag_logits``; ``heads``: Eq. 4 on ``logits`` + Eq. 5 on
-    ``quantity`` (their parameters are disjoint, so the sum trains the classifier and the
-    regressor as if apart, each at its own rate: `training_phases`). The validation value
-    is the same loss averaged over every validation item.
+    reads only what it needs); after the ``multiscale`` stage, ``"visual"`` (f_v ``[C_K]``,
+    computed once by the trained fusion) may stand in for ``"maps"``. Losses:
+    ``multiscale``: Eq. 4 on ``visual_logits``; ``tags``: Eq. 4 on ``tag_logits``;
+    ``heads``: Eq. 4 on ``logits`` + Eq. 5 on ``quantity`` (their parameters are disjoint,
+    so the sum trains the classifier and the regressor as if apart, each at its own rate:
+    `training_phases`). The validation value is the same loss averaged over every validation
+    item.
     """
 
     def __init__(self, stage: str) -> None:
@@ -293,7 +315,7 @@ class M3Task(Task):
             return classification_loss(module(maps=batch["maps"])["visual_logits"], labels)
         if self.stage == "tags":
             return classification_loss(module(tags=batch["tags"])["tag_logits"], labels)
-        out = module(maps=batch["maps"], tags=batch.get("tags"))
+        out = module(maps=batch.get("maps"), tags=batch.get("tags"), visual=batch.get("visual"))
         return classification_loss(out["logits"], labels) + quantity_loss(out["quantity"], labels)
 
     def training_step(self, module: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
@@ -318,10 +340,15 @@ class LearningRates:
 
     visual: float
     textual: float
+    #: The LQP regressor's rate when it differs from `textual` (the paper's), e.g. where
+    #: the textual rate makes the regressor's squared error diverge.
+    quantity: float | None = None
 
     def __post_init__(self) -> None:
         check_float("visual", self.visual, 0.0)
         check_float("textual", self.textual, 0.0)
+        if self.quantity is not None:
+            check_float("quantity", self.quantity, 0.0)
 
 
 #: Sec. IV-A-3: 0.001 / 0.1 on NUS-WIDE, 0.002 / 0.0001 on MS-COCO; momentum 0.9 for all.
@@ -351,7 +378,8 @@ def training_phases(
     phases = []
     for stage in network.stages:
         lr = rates.textual if stage == "tags" else rates.visual
-        groups = (Group(("quantity",), lr=rates.textual),) if stage == "heads" else ()
+        quantity_lr = rates.textual if rates.quantity is None else rates.quantity
+        groups = (Group(("quantity",), lr=quantity_lr),) if stage == "heads" else ()
         optimizer = OptimizerSettings("sgd", lr=lr, momentum=momentum, groups=groups)
         frozen = tuple(name for name in children if name not in TRAINED[stage])
         phases.append(Phase(stage, epochs=epochs, optimizer=optimizer, frozen=frozen))
