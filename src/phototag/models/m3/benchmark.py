@@ -84,10 +84,12 @@ def evaluate_rows(
     *,
     lqp: bool,
     upper_bound: bool = False,
+    train: AnnotationSet | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of a fitted M3 model on `test`: ``name`` decoded by top-`k`, ``name+LQP`` by
     its predicted quantities, and with `upper_bound` by the true label counts; each with
-    the report's metrics, and LQP accuracy and MSE."""
+    the report's metrics, and LQP accuracy and MSE (with `train`: also the accuracy of
+    always predicting its most common label count, ``most_common``)."""
     prediction = model.predict(test)
     true = test.label_counts().astype(np.float64)
     decoders: list[tuple[str, Decoder, Prediction]] = [(name, TopK(k), prediction)]
@@ -99,9 +101,15 @@ def evaluate_rows(
         "accuracy": label_quantity_accuracy_score(test.labels, prediction.quantities),
         "mse": label_quantity_mse_loss(test.labels, prediction.quantities),
     }
+    if train is not None:
+        common = np.bincount(train.label_counts()).argmax()
+        quantity["most_common"] = float(np.mean(test.label_counts() == common))
     return [
-        {"name": row, "metrics": _report(test, decoder.decode_prediction(p), p.scores),
-         "lqp": quantity}  # fmt: skip
+        {
+            "name": row,
+            "metrics": _report(test, decoder.decode_prediction(p), p.scores),
+            "lqp": quantity,
+        }  # fmt: skip
         for row, decoder, p in decoders
     ]
 
@@ -124,7 +132,7 @@ def run_corel5k(
     for name, model, lqp in (("CNN", plain, False), ("MS-CNN", multi, True)):
         start = time.perf_counter()
         model.fit(train)
-        fitted = evaluate_rows(name, model, test, 5, lqp=lqp, upper_bound=lqp)
+        fitted = evaluate_rows(name, model, test, 5, lqp=lqp, upper_bound=lqp, train=train)
         for row in fitted:
             row["seconds"] = time.perf_counter() - start
             row["history"] = model.history_
@@ -150,7 +158,7 @@ def run_mirflickr_tags(
 ) -> list[dict[str, Any]]:
     """Tags and Tags+LQP (and the upper bound) on user tags alone, top-3 without LQP."""
     model = M3Annotator(stages=[], tags=True, epochs=epochs, seed=seed, **m3).fit(train)
-    return evaluate_rows("Tags", model, test, 3, lqp=True, upper_bound=True)
+    return evaluate_rows("Tags", model, test, 3, lqp=True, upper_bound=True, train=train)
 
 
 def run_mirflickr_photos(
@@ -167,7 +175,8 @@ def run_mirflickr_photos(
         for tags in (False, True):
             model = M3Annotator(tags=tags, epochs=epochs, seed=seed, **m3).fit(train)
             name = "MS-CNN+Tags" if tags else "MS-CNN"
-            for row in evaluate_rows(name, model, test, 3, lqp=True, upper_bound=tags):
+            rows = evaluate_rows(name, model, test, 3, lqp=True, upper_bound=tags, train=train)
+            for row in rows:
                 runs.setdefault(row["name"], []).append(row)
             progress(f"split {seed}: {name} C-F1 {runs[name][-1]['metrics']['C-F1']:.3f}")
     return [_mean_row(name, rows) for name, rows in runs.items()]
@@ -218,8 +227,9 @@ def markdown(parts: dict[str, dict[str, Any]]) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
-    header = "| model | " + " | ".join(p for _, p in COLUMNS) + " | N+ | LQP acc. | LQP MSE |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 4)]
+    header = "| model | " + " | ".join(p for _, p in COLUMNS) + " | N+ | LQP acc. | LQP MSE "
+    header += "| most common count acc. |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 5)]
     for row in rows:
         metrics, std = row["metrics"], row.get("std")
         cells = [
@@ -227,7 +237,11 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
             for key, _ in COLUMNS
         ]
         lqp = row.get("lqp")
-        quantity = [f"{100 * lqp['accuracy']:.1f}", f"{lqp['mse']:.3f}"] if lqp else ["", ""]
+        quantity = ["", "", ""]
+        if lqp:
+            common = lqp.get("most_common")
+            quantity = [f"{100 * lqp['accuracy']:.1f}", f"{lqp['mse']:.3f}",
+                        "" if common is None else f"{100 * common:.1f}"]  # fmt: skip
         n_plus = f"{metrics['N+']:.0f}" + (f" ± {std['N+']:.0f}" if std else "")
         lines.append(f"| {row['name']} | " + " | ".join([*cells, n_plus, *quantity]) + " |")
     return lines
