@@ -53,10 +53,20 @@ def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int, stride: int)
     )
 
 
+#: The starting batch-norm scale of each fusion block's output (`FusionBlock`).
+FUSION_INIT_SCALE: Final = 0.01
+
+
 class FusionBlock(nn.Sequential):
     """F_l (Eq. 3): ``phi1`` = 3x3 conv, stride 2, padding 1 (keeps `in_channels`, halves
     height and width, rounding up) + BN + ReLU; ``phi2`` = 1x1 conv to `out_channels` +
-    BN + ReLU (the paper's Fig. 4: "3x3 conv, 64, /2" then "1x1 conv, 256")."""
+    BN + ReLU (the paper's Fig. 4: "3x3 conv, 64, /2" then "1x1 conv, 256").
+
+    ``phi2``'s batch-norm scale starts at `FUSION_INIT_SCALE`, so a new block adds almost
+    nothing: an untrained multi-scale network is nearly the plain CNN (M'_K ~ M_K, the
+    pretrained last map intact) and training adds the finer scales to it. This is the
+    near-zero residual initialisation of Goyal et al. (2017); exactly zero would stop the
+    gradient at the ReLU. The paper does not say how it initialises the blocks."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         check_int("in_channels", in_channels, 1)
@@ -64,6 +74,7 @@ class FusionBlock(nn.Sequential):
         super().__init__()
         self.phi1 = _conv_bn_relu(in_channels, in_channels, 3, 2)
         self.phi2 = _conv_bn_relu(in_channels, out_channels, 1, 1)
+        nn.init.constant_(self.phi2[1].weight, FUSION_INIT_SCALE)
 
 
 def fit_spatial(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
