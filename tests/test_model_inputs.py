@@ -87,6 +87,11 @@ def test_with_inputs_fills_every_declared_part_from_the_photos(album, tmp_path):
     assert data.metadata["group"].tolist() == [str(album)] * 2
     again, _ = with_inputs(data, inputs, store_root=tmp_path / "elsewhere", **FILL)
     assert again is data  # nothing missing: nothing read
+    fresh, _ = with_inputs(photos(paths[:2]), ModelInputs(maps=(STAGE,)), store_maps=False,
+                           store_root=tmp_path / "unused", **FILL)  # fmt: skip
+    np.testing.assert_allclose(np.asarray(fresh.maps[STAGE.key], np.float32),
+                               np.asarray(data.maps[STAGE.key], np.float32), atol=2e-2)  # fmt: skip
+    assert not (tmp_path / "unused").exists()  # computed in memory, nothing stored
 
 
 def test_with_inputs_keeps_what_a_dataset_has_and_needs_photos_for_the_rest():

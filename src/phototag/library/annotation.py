@@ -145,9 +145,9 @@ def predict_files(
     """Yield one `FilePrediction` per path, in order; unreadable photos carry an error.
 
     The model's inputs (``model.required_inputs()``) are filled from each photo by
-    `phototag.library.inputs.with_inputs`; `sources` maps feature names to their
-    sources already built (a long-running service keeps them loaded); the others are
-    built on `runtime`.
+    `phototag.library.inputs.with_inputs` (stage maps in memory, not kept); `sources`
+    maps feature names to their sources already built (a long-running service keeps them
+    loaded); the others are built on `runtime`.
     """
     sources = dict(sources or {})
     bar = tqdm(total=len(paths), desc="annotating", unit="photo", disable=not progress)
@@ -170,7 +170,7 @@ def _predict_chunk(paths: list[str], model: Scorer, options: dict) -> Iterator[F
         labels=sp.csr_matrix((len(paths), len(model.vocabulary_)), dtype=bool),
         image_paths=paths,
     )
-    data, report = with_inputs(data, model.required_inputs(), **options)
+    data, report = with_inputs(data, model.required_inputs(), store_maps=False, **options)
     rows: dict[str, int] = {}
     prediction = None
     if len(data):

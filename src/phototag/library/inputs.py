@@ -44,13 +44,16 @@ def with_inputs(
     workers: int | None = None,
     progress: bool = False,
     sources: Mapping[str, FeatureSource] | None = None,
+    store_maps: bool = True,
 ) -> tuple[AnnotationSet, InputsReport]:
     """`data` with every part of `inputs` it lacks filled from its photos.
 
     `sources` are feature sources already built, by feature name (a service keeps its
-    encoders loaded); the others are built on `runtime`. Photos that cannot be decoded,
-    or whose keywords cannot be read when `inputs` needs them, are left out of the
-    returned set and listed in the report.
+    encoders loaded); the others are built on `runtime`. Stage maps go through the
+    feature-map store, computed once and reused by every later fit; with `store_maps`
+    False they are computed in memory and not kept (annotating: M3's five maps take
+    1.1 MB per photo). Photos that cannot be decoded, or whose keywords cannot be read
+    when `inputs` needs them, are left out of the returned set and listed in the report.
     """
     report = InputsReport()
     missing = ModelInputs(
@@ -72,8 +75,9 @@ def with_inputs(
     sources = dict(sources or {})
     for key in missing.features:
         data = _with_features(data, key, sources, dtype, options, report)
+    fill_maps = _with_maps if store_maps else _with_maps_in_memory
     for encoder, specs in _by_encoder(missing.maps).items():
-        data = _with_maps(data, encoder, specs, sources, options, report)
+        data = fill_maps(data, encoder, specs, sources, options, report)
     if missing.user_tags:
         data = _with_keywords(data, report)
     for key in missing.metadata:
@@ -155,6 +159,40 @@ def _with_maps(
     result = data.subset(kept, name=data.name)
     result.maps.update(mapped)
     result.notes.extend(f"left out, no maps: {reason}" for _, reason in extraction.failures)
+    return result
+
+
+def _with_maps_in_memory(
+    data: AnnotationSet,
+    encoder_name: str,
+    specs: list[MapSpec],
+    sources: dict[str, FeatureSource],
+    options: dict,
+    report: InputsReport,
+) -> AnnotationSet:
+    """The maps of `specs` (all of one encoder) computed from the photos, not stored."""
+    from phototag.features.encoders import ImageEncoder
+    from phototag.features.extract import decode_photos
+    from phototag.features.maps import view_pixels
+
+    encoder = _source(encoder_name, sources, options["runtime"])
+    if not isinstance(encoder, ImageEncoder):
+        raise InvalidInputError("maps", "an image encoder's maps", f"{encoder_name} (a descriptor)")
+    pixels, kept, failures = decode_photos(data.image_paths or [], encoder.preprocess,
+                                           options["workers"])  # fmt: skip
+    computed: dict[str, list[np.ndarray]] = {spec.key: [] for spec in specs}
+    for start in range(0, len(pixels), options["batch_size"]):
+        batch = pixels[start : start + options["batch_size"]]
+        for view in dict.fromkeys(spec.view for spec in specs):
+            stages = [spec.stage for spec in specs if spec.view == view]
+            out = encoder.forward_pixels(view_pixels(batch, view), stages)
+            for spec in specs:
+                if spec.view == view:
+                    computed[spec.key].append(out[spec.stage].numpy().astype(np.float16))
+    report.failures.extend(failures)
+    result = data.subset(kept, name=data.name)
+    for key, parts in computed.items():  # no photo decoded: an empty stand-in
+        result.maps[key] = np.concatenate(parts) if parts else np.zeros((0, 1, 1, 1), np.float16)
     return result
 
 
