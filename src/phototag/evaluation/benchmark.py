@@ -206,6 +206,10 @@ COREL5K_MODELS: dict[str, ModelSpec] = {
         score_only=("k", "sigma", "vote"),
     ),
     "linear": ModelSpec(grid={"epochs": [10, 20, 40]}),
+    # the M3 paper's baselines on pooled features (docs/models/linear.md)
+    "cnn_logistic": ModelSpec(grid={"epochs": [5, 10, 20, 40]}),
+    "cnn_softmax": ModelSpec(grid={"epochs": [5, 10, 20, 40]}),
+    "cnn_warp": ModelSpec(grid={"epochs": [5, 10, 20, 40]}),
     # 2PKNN, CCA and the linear classifier fused; it chooses its weights and its
     # rare-word exponent by its own 3-fold cross-validation
     "ensemble": ModelSpec(),
