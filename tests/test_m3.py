@@ -96,6 +96,7 @@ def test_clear_errors():
             create_annotator("m3", **bad)
 
 
+@pytest.mark.integration
 def test_end_to_end_on_nuswide_images_tags_and_lqp(tmp_path, capsys):
     """The complete model (multi-scale maps of real JPEGs + user tags + LQP), from the
     official NUS-WIDE layout through the CLI's train and evaluate."""

@@ -149,10 +149,14 @@ def predict_files(
     maps feature names to their sources already built (a long-running service keeps them
     loaded); the others are built on `runtime`.
     """
-    sources = dict(sources or {})
+    from phototag.features.extract import create_sources
+
+    built = dict(sources or {})  # every source built once, not once per chunk
+    needed = [name for name in model.required_inputs().sources if name not in built]
+    built.update(create_sources(needed, runtime=runtime))
     bar = tqdm(total=len(paths), desc="annotating", unit="photo", disable=not progress)
     options = dict(store_root=store_root, runtime=runtime, batch_size=batch_size,
-                   workers=workers, sources=sources)  # fmt: skip
+                   workers=workers, sources=built)  # fmt: skip
     try:
         for start in range(0, len(paths), chunk_size):
             chunk = [str(p) for p in paths[start : start + chunk_size]]
