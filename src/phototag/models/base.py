@@ -29,6 +29,7 @@ from safetensors.numpy import load_file, save
 
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.data.inputs import ModelInputs
+from phototag.data.sensitive import is_sensitive
 from phototag.errors import InvalidInputError, NotFittedError, PhototagError
 from phototag.evaluation.decoding import Decoder, TopK, decoder_from_config
 from phototag.evaluation.predictions import Prediction
@@ -355,12 +356,18 @@ def decoded_tags(
     prediction: Prediction, vocabulary: Vocabulary, decoder: Decoder
 ) -> list[list[tuple[str, float]]]:
     """Per item of `prediction`, the ``(label, score)`` pairs `decoder` keeps, best
-    first."""
-    chosen = decoder.decode_prediction(prediction)
+    first: the keywords phototag suggests. A label that could hurt the person in the
+    photo (`phototag.data.sensitive`) is never among them, whatever the model scored."""
     scores = prediction.scores
     if scores is None:
         raise InvalidInputError("prediction", "scores to rank its labels by", "label sets only")
     names = vocabulary.names
+    allowed = np.array([not is_sensitive(name) for name in names], dtype=bool)
+    if not allowed.all():  # ranked below every other label, so a top-k takes the next
+        low = scores.min() - 1.0 if scores.size else 0.0
+        own = None if prediction.label_sets is None else prediction.label_sets & allowed
+        prediction = replace(prediction, scores=np.where(allowed, scores, low), label_sets=own)
+    chosen = decoder.decode_prediction(prediction) & allowed
     result = []
     for row, mask in zip(scores, chosen, strict=True):
         ids = np.flatnonzero(mask)
