@@ -15,7 +15,7 @@ from phototag.app.cli import main
 from phototag.data import from_label_sets
 from phototag.library.learning import drop_rare_labels, stratified_split
 from phototag.metadata import KeywordFields, _exiv2, read_keywords
-from phototag.models.base import read_model_config
+from phototag.models.base import Annotator, read_model_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SUBJECTS = {"astronaut": ("person", "space"), "chelsea": ("cat", "animal"),
@@ -124,3 +124,44 @@ def test_the_ensemble_trains_on_a_small_tagged_folder(library, tmp_path, capsys)
     assert code == 0, printed
     rows = {r["label"]: r for r in json.loads((out / "training_report.json").read_text())["labels"]}
     assert rows["cat"]["recall"] == 1.0
+
+
+class FixedPattern(Annotator):
+    """"sky" on every photo, "cat" on every fourth photo by its number: varied keywords
+    that know little about the photos (cats are every tenth photo)."""
+
+    def _fit(self, train, valid):
+        self.seen_ = np.ones(1)
+
+    def _scores(self, inputs):
+        number = np.array([int(item.split(".")[0]) for item in inputs.item_ids])
+        scores = np.ones((inputs.n_items, 2), np.float32)
+        scores[:, self.vocabulary_.index("cat")] = number % 4 == 0
+        return scores
+
+
+def small_library(n=200):
+    """Every photo has "sky", every tenth "cat" too; the features say nothing."""
+    sets = [["sky", "cat"] if i % 10 == 0 else ["sky"] for i in range(n)]
+    return from_label_sets("lib", [f"{i}.jpg" for i in range(n)], sets,
+                           features={"f": np.zeros((n, 4), np.float32)})  # fmt: skip
+
+
+def test_a_model_giving_every_photo_the_same_keywords_is_refused():
+    from phototag.library.learning import UselessModelError, fit_on_library
+    from phototag.models import create_annotator
+
+    with pytest.raises(UselessModelError, match="all 200 photos the same keywords.*not saved"):
+        fit_on_library(create_annotator("prior"), small_library(), min_label_count=2)
+
+
+def test_a_model_no_better_than_the_most_common_keywords_is_flagged():
+    from phototag.library.learning import fit_on_library
+
+    report = fit_on_library(FixedPattern(), small_library(), min_label_count=2)
+    assert report.valid_photos == 40 and report.most_common_f1 == pytest.approx(2 * 40 / 84)
+    assert report.f1 < report.most_common_f1  # "cat" on every fourth photo: mostly wrong
+    assert len(report.warnings) == 1 and "no better than always suggesting the 1 most" in (
+        report.warnings[0]
+    )
+    assert "warning: the model is no better" in report.format()

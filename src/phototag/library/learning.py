@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from phototag.data import AnnotationSet, Vocabulary
-from phototag.errors import InvalidInputError, check_int
+from phototag.errors import InvalidInputError, PhototagError, check_int
 from phototag.evaluation.decoding import LabelThresholds
 from phototag.models.base import Annotator
 
@@ -62,6 +62,11 @@ class TrainingReport:
     unused_photos: int
     labels: list[LabelResult] = field(default_factory=list)
     dropped: list[DroppedLabel] = field(default_factory=list)
+    #: Micro F1 on the validation split of the model, and of always suggesting the
+    #: training photos' most common keywords (as many as a photo has on average).
+    f1: float | None = None
+    most_common_f1: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def micro(self) -> tuple[float | None, float | None]:
         """Precision and recall over all validation decisions (counts pooled)."""
@@ -93,6 +98,7 @@ class TrainingReport:
         if self.dropped:
             lines.append(f"dropped {len(self.dropped)} label{'s' * (len(self.dropped) != 1)}:")
             lines += [f"  {d.label}: {d.reason}" for d in self.dropped]
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -102,6 +108,10 @@ class TrainingReport:
             if math.isnan(row["threshold"]):
                 row["threshold"] = None
         return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+class UselessModelError(PhototagError):
+    """The fitted model gives every photo the same keywords: it is not saved."""
 
 
 def keep_labels(data: AnnotationSet, keep: np.ndarray) -> AnnotationSet:
@@ -218,4 +228,47 @@ def fit_on_library(
             name, int(train_counts[j]), int(valid_counts[j]), float(thresholds[j]),
             int(predicted[:, j].sum()), int(correct[j]), note,
         ))  # fmt: skip
+    _refuse_the_same_keywords_everywhere(model, data)
+    report.f1 = _micro_f1(truth, predicted)
+    report.most_common_f1 = _micro_f1(truth, _most_common(train, len(truth)))
+    if report.f1 <= report.most_common_f1:
+        report.warnings.append(
+            f"the model is no better than always suggesting the {_n_common(train)} most common "
+            f"keywords (validation F1 {report.f1:.2f} against {report.most_common_f1:.2f}): "
+            "tag more photos, with keywords that tell them apart"
+        )
     return report
+
+
+def _n_common(train: AnnotationSet) -> int:
+    return max(1, round(float(train.label_counts().mean())))
+
+
+def _most_common(train: AnnotationSet, n_items: int) -> np.ndarray:
+    """The training photos' most common keywords (as many as a photo has on average)
+    for each of `n_items` photos."""
+    top = np.argsort(-train.label_frequencies(), kind="stable")[: _n_common(train)]
+    chosen = np.zeros((n_items, train.n_labels), dtype=bool)
+    chosen[:, top] = True
+    return chosen
+
+
+def _micro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    correct = float((truth & predicted).sum())
+    total = float(truth.sum() + predicted.sum())
+    return 2 * correct / total if total else 0.0
+
+
+def _refuse_the_same_keywords_everywhere(model: Annotator, data: AnnotationSet) -> None:
+    """`UselessModelError` when the model, as calibrated, gives every photo of `data`
+    the same keywords (a model that learned nothing about the photos)."""
+    if data.n_items < 2:
+        return
+    chosen = model.decoder_.decode_prediction(model.predict(data))
+    if (chosen == chosen[:1]).all():
+        words = [data.vocabulary[int(j)] for j in np.flatnonzero(chosen[0])] or ["none"]
+        raise UselessModelError(
+            f"the trained model gives all {data.n_items} photos the same keywords "
+            f"({', '.join(words[:10])}), so it was not saved: tag more photos, with "
+            "keywords that differ between them, and train again"
+        )

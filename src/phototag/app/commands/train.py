@@ -123,6 +123,8 @@ def _train_on_library(args: argparse.Namespace, model: Any, dataset: Any) -> int
     model.save(args.out)
     atomic_write(Path(args.out) / "training_report.json", report.to_json() + "\n")
     print(report.format())
+    for warning in report.warnings:
+        print(f"phototag: warning: {warning}", file=sys.stderr)
     print(f"trained {args.model} on {report.train_photos} photos of {tagged.name} "
           f"in {seconds:.1f} s")  # fmt: skip
     print(f"saved to {args.out} (report: training_report.json)")
