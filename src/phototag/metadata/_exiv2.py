@@ -262,11 +262,14 @@ def open_sidecar(path: Path, data: bytes | None = None) -> Any:
     return image
 
 
-def new_sidecar(path: Path) -> Any:
-    """A new, empty XMP sidecar in memory (to be saved as `path`)."""
+def new_sidecar(path: Path, seed: Any = None) -> Any:
+    """A new XMP sidecar in memory (to be saved as `path`): empty, or holding a copy of
+    the XMP of the opened photo `seed`."""
     try:
         image = exiv2.ImageFactory.create(exiv2.ImageType.xmp)
         image.readMetadata()
+        if seed is not None:
+            image.setXmpData(seed.xmpData())
     except exiv2.Exiv2Error as error:
         raise MetadataError(path, f"cannot create an XMP sidecar ({_message(error)})") from None
     return image
@@ -278,9 +281,17 @@ def image_bytes(image: Any) -> bytes:
         return bytes(view)
 
 
+def _can_write(image: Any, kind: Any) -> bool:
+    return image.checkMode(kind) in (exiv2.AccessMode.amWrite, exiv2.AccessMode.amReadWrite)
+
+
 def can_write_xmp(image: Any) -> bool:
-    mode = image.checkMode(exiv2.MetadataId.mdXmp)
-    return mode in (exiv2.AccessMode.amWrite, exiv2.AccessMode.amReadWrite)
+    return _can_write(image, exiv2.MetadataId.mdXmp)
+
+
+def _holds_iptc(image: Any) -> bool:
+    """Whether phototag writes IPTC keywords into `image`: a photo whose format has IPTC."""
+    return not is_sidecar(image) and _can_write(image, exiv2.MetadataId.mdIptc)
 
 
 def _iptc_text(datum: Any) -> str:
@@ -298,7 +309,8 @@ def is_sidecar(image: Any) -> bool:
 
 def read_fields(image: Any) -> KeywordFields:
     """The keyword fields of an opened image or sidecar (whose IPTC, a copy libexiv2
-    makes of its XMP, is ignored)."""
+    makes of its XMP, is ignored). A photo without IPTC keywords has ``iptc=()`` where
+    its format can hold them, else None."""
     arrays: dict[str, tuple[str, ...]] = {}
     structs: dict[int, dict[str, str]] = {}
     for datum in image.xmpData():
@@ -329,8 +341,8 @@ def read_fields(image: Any) -> KeywordFields:
         subject=arrays.get(SUBJECT, ()),
         hierarchical=arrays.get(HIERARCHICAL),
         digikam=arrays.get(DIGIKAM),
-        iptc=tuple(iptc) if has_iptc else None,
-        iptc_utf8=utf8,
+        iptc=tuple(iptc) if has_iptc or _holds_iptc(image) else None,
+        iptc_utf8=utf8 or (_holds_iptc(image) and image.iptcData().empty()),
         automatic=tuple(automatic),
     )
 
@@ -363,7 +375,12 @@ def _set_automatic(xmp: Any, automatic: tuple[AutoKeyword, ...]) -> None:
 
 def _edit_iptc(iptc: Any, old: tuple[str, ...], new: tuple[str, ...]) -> None:
     """Drop the IPTC keywords of `old` missing from `new`, append the new ones; other
-    records (and the bytes of kept keywords, whatever their encoding) stay as they are."""
+    records (and the bytes of kept keywords, whatever their encoding) stay as they are.
+
+    IPTC data started here is declared UTF-8; IPTC data left holding nothing but that
+    declaration is removed, so that `untag` gives back a photo without IPTC."""
+    if iptc.empty() and new:
+        iptc[IPTC_CHARSET] = IPTC_UTF8
     remove = set(old) - set(new)
     position = iptc.begin()
     while position != iptc.end():
@@ -374,6 +391,8 @@ def _edit_iptc(iptc: Any, old: tuple[str, ...], new: tuple[str, ...]) -> None:
     for term in new:
         if term not in old:
             iptc.add(exiv2.IptcKey(IPTC_KEYWORDS), exiv2.StringValue(term))
+    if remove and all(d.key() == IPTC_CHARSET and d.toString() == IPTC_UTF8 for d in iptc):
+        iptc.clear()
 
 
 def apply_fields(image: Any, old: KeywordFields, new: KeywordFields) -> None:

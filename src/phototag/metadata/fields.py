@@ -8,6 +8,10 @@
   phototag wrote, in the namespace ``http://phototag.dev/ns/1.0/``.
 
 A hierarchical entry such as ``Places|Beach`` counts as the keyword ``Beach`` (its leaf).
+phototag's own keywords are labels, plain (``cat``) or paths (``Animals|Pets|Cat``), and
+each goes into every field: its leaf into ``dc:subject`` and IPTC, its path (a plain label
+is its own path) into ``lr:hierarchicalSubject`` and, levels joined by ``/``, into
+``digiKam:TagsList``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,23 @@ def leaf(term: str, separator: str) -> str:
     return term.rsplit(separator, 1)[-1].strip()
 
 
+def label_path(label: str) -> str:
+    """`label` as a clean path: levels stripped, empty levels dropped (``a | |b`` -> ``a|b``)."""
+    return "|".join(level.strip() for level in label.split("|") if level.strip())
+
+
+def entry(label: str, key: str) -> str | None:
+    """What phototag writes for `label` (see `label_path`) into the field `key`; None
+    where that field cannot hold it (a level with ``/`` in ``digiKam:TagsList``)."""
+    path = label_path(label)
+    if key == HIERARCHICAL:
+        return path
+    if key == DIGIKAM:
+        levels = path.split("|")
+        return None if any("/" in level for level in levels) else "/".join(levels)
+    return leaf(path, "|")
+
+
 def unique_casefold(terms: Iterable[str]) -> list[str]:
     """`terms` without blanks and case-insensitive repeats, first spelling kept."""
     seen: set[str] = set()
@@ -81,9 +102,9 @@ def unique_casefold(terms: Iterable[str]) -> list[str]:
 class KeywordFields:
     """The keyword fields of one metadata holder: a photo's own metadata or a sidecar.
 
-    ``None`` means the field is absent (phototag adds to a hierarchical field or to
-    IPTC only when the holder already uses it); `iptc_utf8` says whether the holder
-    declares its IPTC text as UTF-8.
+    ``None`` means the field is absent; for `iptc`, that the holder cannot hold IPTC
+    (a sidecar, a WebP file). `iptc_utf8` says whether IPTC text may be UTF-8: the holder
+    declares it so, or has no IPTC data yet (phototag then starts it declared UTF-8).
     """
 
     subject: tuple[str, ...] = ()
@@ -105,52 +126,53 @@ class KeywordFields:
         return [a.label for a in self.automatic]
 
     def user_terms(self, automatic: Iterable[str] = ()) -> list[str]:
-        """Terms not written by phototag (not in this holder's or `automatic`'s labels)."""
-        ours = {x.casefold() for x in (*self.automatic_labels(), *automatic)}
+        """Terms not written by phototag (not the leaf of this holder's or `automatic`'s
+        labels)."""
+        ours = {leaf(x, "|").casefold() for x in (*self.automatic_labels(), *automatic)}
         return [t for t in self.terms() if t.casefold() not in ours]
+
+    def holds(self, label: str) -> bool:
+        """Whether any field holds phototag's entry for `label`."""
+        return any(entry(label, key) in (values or ()) for key, values in (
+            (SUBJECT, self.subject), (HIERARCHICAL, self.hierarchical),
+            (DIGIKAM, self.digikam), (IPTC_KEYWORDS, self.iptc)))  # fmt: skip
 
     def edited(
         self, remove: Sequence[str], add: Sequence[str], automatic: Sequence[AutoKeyword]
     ) -> KeywordFields:
-        """These fields with the exact entries `remove` dropped and `add` appended.
+        """These fields with the entries of the labels `remove` dropped from every field
+        and those of `add` appended to every field (see `entry`); other entries stay.
 
-        Hierarchical fields and IPTC change only where present; IPTC takes only
-        keywords it can hold (ASCII unless declared UTF-8, at most 64 bytes).
+        IPTC changes only where the holder can hold it, and takes only keywords it can
+        hold (ASCII unless UTF-8, see `iptc_utf8`; at most 64 bytes).
         """
-        gone = set(remove)
-
-        def edit(values: tuple[str, ...], extra: Sequence[str]) -> tuple[str, ...]:
-            kept = [v for v in values if v not in gone]
-            return (*kept, *(a for a in extra if a not in kept))
 
         def fits_iptc(term: str) -> bool:
             data = term.encode("utf-8")
             return len(data) <= IPTC_MAX_BYTES and (self.iptc_utf8 or term.isascii())
 
-        def optional(values: tuple[str, ...] | None, extra: Sequence[str]):
-            return None if values is None else edit(values, extra)
+        def edit(key: str, values: tuple[str, ...] | None) -> tuple[str, ...]:
+            gone = {entry(label, key) for label in remove}
+            kept = [v for v in values or () if v not in gone]
+            extra = [e for label in add if (e := entry(label, key)) is not None
+                     and (key != IPTC_KEYWORDS or fits_iptc(e))]  # fmt: skip
+            return (*kept, *(e for e in dict.fromkeys(extra) if e not in kept))
 
         return replace(
             self,
-            subject=edit(self.subject, add),
-            hierarchical=optional(self.hierarchical, add),
-            digikam=optional(self.digikam, add),
-            iptc=optional(self.iptc, [a for a in add if fits_iptc(a)]),
+            subject=edit(SUBJECT, self.subject),
+            hierarchical=edit(HIERARCHICAL, self.hierarchical) or None,  # empty: absent
+            digikam=edit(DIGIKAM, self.digikam) or None,
+            iptc=None if self.iptc is None else edit(IPTC_KEYWORDS, self.iptc),
             automatic=tuple(automatic),
         )
 
     def seeded_sidecar(self) -> KeywordFields:
-        """A new sidecar's fields: the user's keywords of this (embedded) holder, so tools
-        that prefer the sidecar still see them; phototag's own entries are left out."""
-        ours = set(self.automatic_labels())
-        iptc_extra = [t for t in self.iptc or () if t.casefold() not in
-                      {s.casefold() for s in self.subject}]  # fmt: skip
-
-        def mine(values: tuple[str, ...] | None) -> tuple[str, ...] | None:
-            return None if values is None else tuple(v for v in values if v not in ours)
-
-        return KeywordFields(
-            subject=tuple(v for v in (*self.subject, *iptc_extra) if v not in ours),
-            hierarchical=mine(self.hierarchical),
-            digikam=mine(self.digikam),
-        )
+        """A new sidecar's fields: the user's keywords of this (embedded) holder, its
+        IPTC-only ones added to ``dc:subject``, so tools that prefer the sidecar still see
+        them; phototag's own entries are left out."""
+        mine = self.edited(self.automatic_labels(), [], [])
+        flat = {term.casefold() for term in mine.subject}
+        extra = [term for term in mine.iptc or () if term.casefold() not in flat]
+        return KeywordFields(subject=(*mine.subject, *extra), hierarchical=mine.hierarchical,
+                             digikam=mine.digikam)  # fmt: skip

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phototag.metadata import _exiv2
-from phototag.metadata.fields import AutoKeyword, KeywordFields, MetadataError, unique_casefold
+from phototag.metadata.fields import (
+    AutoKeyword,
+    KeywordFields,
+    MetadataError,
+    leaf,
+    unique_casefold,
+)
 
 
 def sidecar_paths(photo: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -51,7 +57,8 @@ class PhotoKeywords:
         path: the photo.
         user: keywords not written by phototag, as leaf terms (``Places|Beach`` is
             ``Beach``), case-insensitively unique, first spelling kept.
-        automatic: phototag's keywords with their provenance.
+        automatic: phototag's keywords with their provenance; a label can be a path
+            (``Animals|Pets|Cat``).
         sources: the files that were read (the photo, then its sidecars).
     """
 
@@ -62,8 +69,8 @@ class PhotoKeywords:
 
     @property
     def keywords(self) -> tuple[str, ...]:
-        """All keywords, the user's first."""
-        return tuple(unique_casefold([*self.user, *(a.label for a in self.automatic)]))
+        """All keywords as leaf terms, the user's first."""
+        return tuple(unique_casefold([*self.user, *(leaf(a.label, "|") for a in self.automatic)]))
 
 
 def keywords_of(photo: Path, holders: dict[Path, KeywordFields]) -> PhotoKeywords:

@@ -23,7 +23,13 @@ from typing import Any, BinaryIO
 from phototag.fileio import TEMPORARY_SUFFIX, StorageError, atomic_write, fsync_directory
 from phototag.filenames import printable
 from phototag.metadata import _exiv2
-from phototag.metadata.fields import AutoKeyword, KeywordFields, MetadataError
+from phototag.metadata.fields import (
+    AutoKeyword,
+    KeywordFields,
+    MetadataError,
+    label_path,
+    leaf,
+)
 from phototag.metadata.reading import read_holders, sidecar_for_writing, sidecar_paths
 
 # the temporary files of `atomic_write` (".tmpXXXXXXXX.phototag-tmp") and of phototag
@@ -91,12 +97,15 @@ def write_keywords(
 ) -> KeywordChange:
     """Write suggested ``(label, score)`` keywords of one photo, with their provenance.
 
-    Written to the photo's XMP sidecar (see `sidecar_for_writing`), or with `embed`
-    into the photo (JPEG, TIFF, PNG, WebP; HEIC and other read-only formats raise
-    `MetadataError`). Keywords the photo already has (case-insensitive, any field,
-    any sidecar) are never written again or changed. phototag's keywords from an
-    earlier write to the same file are replaced by these. With `dry_run`, nothing is
-    written and the returned change says what would be.
+    A label is a keyword (``cat``) or a path (``Animals|Pets|Cat``); each goes into
+    ``dc:subject``, ``lr:hierarchicalSubject``, ``digiKam:TagsList`` and (embedded, where
+    the format has it) IPTC ``Keywords`` (see `fields.entry`). Written to the photo's XMP
+    sidecar (see `sidecar_for_writing`; a new one starts with a copy of the photo's XMP),
+    or with `embed` into the photo (JPEG, TIFF, PNG, WebP; HEIC and other read-only
+    formats raise `MetadataError`). Keywords the photo already has (by leaf,
+    case-insensitive, any field, any sidecar) are never written again or changed.
+    phototag's keywords from an earlier write to the same file are replaced by these.
+    With `dry_run`, nothing is written and the returned change says what would be.
     """
     photo = Path(path)
     holders = read_holders(photo)
@@ -107,32 +116,54 @@ def write_keywords(
         fields = embedded.seeded_sidecar()
     automatic = [a.label for h in holders.values() for a in h.automatic]
     user = {t.casefold() for h in holders.values() for t in h.user_terms(automatic)}
+    wanted, kept = _wanted(tags, user)
+    present = {t.casefold() for t in fields.terms()}
+    previous = {leaf(a.label, "|").casefold(): a for a in fields.automatic}
+    added = [label for key, (label, _) in wanted.items() if key not in present]
+    removed = [a.label for key, a in previous.items() if key not in wanted]
+    new_auto = [AutoKeyword(previous[k].label if _same(previous.get(k), label) else label,
+                            score, provenance.model, provenance.date)
+                for k, (label, score) in wanted.items()]  # fmt: skip
+    labels = [a.label for a in new_auto]
+    new = fields.edited([a.label for a in fields.automatic if a.label not in labels], labels,
+                        new_auto)  # fmt: skip
+    change = KeywordChange(photo, target, tuple(added), tuple(removed), tuple(kept), dry_run)
+    same_models = {(a.label, a.model) for a in fields.automatic} == {
+        (a.label, a.model) for a in new_auto
+    }
+    if dry_run or (not change.changed and same_models and _same_entries(fields, new)):
+        return change
+    _commit(photo, target, new, embed=embed)
+    return change
+
+
+def _wanted(
+    tags: Sequence[tuple[str, float]], user: set[str]
+) -> tuple[dict[str, tuple[str, float]], list[str]]:
+    """The suggestions to write, keyed by their leaf (casefolded), as clean paths with
+    their scores, and those not written because the user has them (`user`: casefolded)."""
     wanted: dict[str, tuple[str, float]] = {}
     kept = []
     for label, score in tags:
-        key = label.strip().casefold()
+        path = label_path(label)
+        key = leaf(path, "|").casefold()
         if not key or key in wanted:
             continue
         if key in user:
             kept.append(label)
         else:
-            wanted[key] = (label.strip(), float(score))
-    present = {t.casefold() for t in fields.terms()}
-    previous = {a.label.casefold(): a for a in fields.automatic}
-    added = [label for key, (label, _) in wanted.items() if key not in present]
-    removed = [a.label for key, a in previous.items() if key not in wanted]
-    new_auto = [AutoKeyword(previous[k].label if k in previous else label, score,
-                            provenance.model, provenance.date)
-                for k, (label, score) in wanted.items()]  # fmt: skip
-    change = KeywordChange(photo, target, tuple(added), tuple(removed), tuple(kept), dry_run)
-    same_models = {(a.label, a.model) for a in fields.automatic} == {
-        (a.label, a.model) for a in new_auto
-    }
-    if dry_run or (not change.changed and same_models):
-        return change
-    new = fields.edited(removed, added, new_auto)
-    _commit(photo, target, new, embed=embed)
-    return change
+            wanted[key] = (path, float(score))
+    return wanted, kept
+
+
+def _same(previous: AutoKeyword | None, label: str) -> bool:
+    """Whether an earlier label is `label` spelt otherwise (so it is kept as it was)."""
+    return previous is not None and previous.label.casefold() == label.casefold()
+
+
+def _same_entries(old: KeywordFields, new: KeywordFields) -> bool:
+    keys = ("subject", "hierarchical", "digikam", "iptc")
+    return all(getattr(old, k) == getattr(new, k) for k in keys)
 
 
 def untag(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[KeywordChange]:
@@ -147,9 +178,7 @@ def untag(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[Keywor
         if not fields.automatic:
             continue
         ours = fields.automatic_labels()
-        present = {t for t in (*fields.subject, *(fields.hierarchical or ()),
-                               *(fields.digikam or ()), *(fields.iptc or ()))}  # fmt: skip
-        removed = tuple(label for label in ours if label in present)
+        removed = tuple(label for label in ours if fields.holds(label))
         embed = holder == photo
         target = photo.resolve() if embed else holder
         deleted = False
@@ -166,7 +195,7 @@ def untag(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[Keywor
 def _commit(photo: Path, target: Path, new: KeywordFields, *, embed: bool) -> bool:
     """Write `new` to `target` through a verified temporary copy; True if a sidecar
     ended up empty and was deleted instead."""
-    before, image = _open_target(target, embed=embed)
+    before, image = _open_target(target, photo, embed=embed)
     try:
         picture = _exiv2.describe_image(image) if embed else None
         _exiv2.apply_fields(image, _exiv2.read_fields(image), new)
@@ -197,14 +226,14 @@ def _commit(photo: Path, target: Path, new: KeywordFields, *, embed: bool) -> bo
     return False
 
 
-def _open_target(target: Path, *, embed: bool) -> tuple[os.stat_result | None, Any]:
-    """`target`'s status (None: a new sidecar) and its content as an exiv2 image in memory
-    (libexiv2 rewrites a file several times faster there than on disk). Raises
-    `MetadataError` for a file phototag must not rewrite: read-only, not read
+def _open_target(target: Path, photo: Path, *, embed: bool) -> tuple[os.stat_result | None, Any]:
+    """`target`'s status (None: a new sidecar of `photo`) and its content as an exiv2
+    image in memory (libexiv2 rewrites a file several times faster there than on disk).
+    Raises `MetadataError` for a file phototag must not rewrite: read-only, not read
     completely, or (embedding) of a type libexiv2 cannot write."""
     before = _status(target)
     if before is None:
-        return None, _exiv2.new_sidecar(target)
+        return None, _exiv2.new_sidecar(target, _seed(photo))
     _check_not_read_only(target, before, embed=embed)
     try:
         data = target.read_bytes()
@@ -221,6 +250,16 @@ def _open_target(target: Path, *, embed: bool) -> tuple[os.stat_result | None, A
             f"Leave out --embed to write the sidecar {sidecar_paths(target)[0].name} instead",
         )
     return before, image
+
+
+def _seed(photo: Path) -> Any:
+    """`photo` opened to start its new sidecar with a copy of its XMP (rating, label,
+    description...), or None (an empty sidecar) when its metadata cannot be read
+    completely: a damaged part could hold XMP that the copy would miss."""
+    try:
+        return _exiv2.open_image(photo, whole=True)
+    except MetadataError:
+        return None
 
 
 def _status(target: Path) -> os.stat_result | None:
