@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_metadata import PROVENANCE, exif, exiftool, photo, set_tags, tagged_photo  # noqa: F401
+import pytest
+from PIL import Image
+from test_metadata import EXAMPLES, PROVENANCE, exif, exiftool, photo, set_tags, tagged_photo  # noqa: F401
 from test_metadata_safety import DAMAGED_EXIF, XMP_ID, segment, subject, with_segments, xmp
 
 from phototag.metadata import KeywordFields, read_keywords, untag, write_keywords
@@ -123,3 +125,40 @@ def test_each_field_gets_the_entry_it_can_hold():
     assert fields.edited(["Music|AC/DC", "Places|Beach"], [], []) == KeywordFields(
         subject=("Anna",), iptc=()
     )
+
+
+@pytest.mark.parametrize(("suffix", "iptc"), [(".png", True), (".tiff", True), (".webp", False)])
+def test_other_formats_get_their_fields_and_lose_them(tmp_path, exiftool, suffix, iptc):  # noqa: F811
+    path = tmp_path / f"photo{suffix}"
+    Image.open(EXAMPLES / "coffee.jpg").save(path)
+    before = path.read_bytes()
+    write_keywords(path, TAGS, PROVENANCE, embed=True)
+    found = record(exiftool, path, *FIELDS)
+    assert found.pop("Keywords", None) == (["Cat", "Käse"] if iptc else None)
+    assert found == {
+        "Subject": ["Cat", "Käse"],
+        "HierarchicalSubject": ["Animals|Pets|Cat", "Käse"],
+        "TagsList": ["Animals/Pets/Cat", "Käse"],
+    }
+    (change,) = untag(path)  # WebP: libexiv2 kept the old XMP chunk when none was left
+    assert change.removed == ("Animals|Pets|Cat", "Käse")
+    assert record(exiftool, path, *FIELDS, "-XMP-phototag:all") == {}
+    if suffix != ".webp":  # a simple WebP comes back in the extended layout
+        assert path.read_bytes() == before
+
+
+def test_a_file_of_an_earlier_version_gets_the_missing_fields(photo, exiftool):  # noqa: F811
+    """phototag once wrote its keywords only into dc:subject of a new sidecar: writing the
+    same keywords again fills the other fields, and untag takes them all out."""
+    write_keywords(photo, [("cat", 0.9)], PROVENANCE)
+    sidecar = photo.with_name("chelsea.jpg.xmp")
+    set_tags(exiftool, sidecar, "-XMP-lr:HierarchicalSubject=", "-XMP-digiKam:TagsList=")
+    assert record(exiftool, sidecar, *FIELDS) == {"Subject": ["cat"]}
+    assert not write_keywords(photo, [("cat", 0.9)], PROVENANCE).changed
+    assert record(exiftool, sidecar, *FIELDS) == {
+        "Subject": ["cat"],
+        "HierarchicalSubject": ["cat"],
+        "TagsList": ["cat"],
+    }
+    (change,) = untag(photo)
+    assert change.deleted and not sidecar.exists()

@@ -414,6 +414,8 @@ def apply_fields(image: Any, old: KeywordFields, new: KeywordFields) -> None:
         image.clearExifData()
     elif old.iptc is not None and new.iptc is not None and old.iptc != new.iptc:
         _edit_iptc(image.iptcData(), old.iptc, new.iptc)
+    if xmp.empty():  # the WebP writer would otherwise write back the old packet
+        image.clearXmpPacket()
     with _MESSAGES.collect() as messages:
         image.writeMetadata()
     errors = [_text(m) for m in messages if m.levelno >= logging.ERROR]
