@@ -2,8 +2,9 @@
 
 Reads XMP ``dc:subject``, ``lr:hierarchicalSubject`` (leaf terms), ``digiKam:TagsList``
 and IPTC ``Keywords`` from a photo and its sidecars (``photo.jpg.xmp``, ``photo.xmp``);
-writes to a sidecar by default or into the photo, with provenance in the ``phototag``
-XMP namespace so `untag` removes exactly phototag's keywords. A file phototag cannot
+writes to a sidecar by default or into the photo, into all of these fields (labels may
+be paths, ``Animals|Pets|Cat``), with provenance in the ``phototag`` XMP namespace so
+`untag` removes exactly phototag's keywords. A file phototag cannot
 read completely, or a read-only one, is never written or deleted. docs/photo-library.md
 describes the fields, sidecar naming and safety rules.
 """
