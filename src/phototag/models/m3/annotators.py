@@ -178,7 +178,8 @@ class M3Annotator(Annotator):
             )  # fmt: skip
             self.history_ += result.history_
             train_visual = self._visual(train)
-            valid_visual = held and self._visual(held[0])
+            if held is not None:  # held out of `train`: its f_v is already there
+                valid_visual = train_visual if held[0] is train else self._visual(held[0])
         result = self._trainer(rest, held is not None).fit(
             network, _of(tasks, rest), self._dataset(train, rows, train_visual),
             held and self._dataset(*held, valid_visual),
