@@ -104,3 +104,27 @@ def test_parse_protocol_rejects(text):
 def test_nan_scores_are_rejected_with_position():
     with pytest.raises(InvalidInputError, match="row 1, column 0"):
         TopK(1).decode(np.array([[0.1, 0.2], [np.nan, 0.1]]))
+
+
+def test_label_thresholds_keep_at_most_max_labels_best_first():
+    decoder = LabelThresholds(np.array([0.5, 0.5, 0.5, 0.9]), max_labels=2)
+    scores = np.array([[0.6, 0.9, 0.7, 0.95], [0.1, 0.2, 0.6, 0.3]], dtype=np.float32)
+    assert decoder.decode(scores).tolist() == [[False, True, False, True],
+                                               [False, False, True, False]]  # fmt: skip
+    again = decoder_from_config(decoder.to_config())
+    assert again.max_labels == 2 and again.thresholds.tolist() == [0.5, 0.5, 0.5, 0.9]
+
+
+def test_precision_calibration_takes_the_lowest_cut_right_often_enough():
+    # one label, scores sorted: right, right, wrong, right, wrong, wrong, right
+    truth = np.array([[1], [1], [0], [1], [0], [0], [1]], dtype=bool)
+    scores = np.array([[0.9], [0.8], [0.7], [0.6], [0.5], [0.4], [0.3]], dtype=np.float32)
+    # precision at each cut: 1, 1, 2/3, 3/4, 3/5, 1/2, 4/7
+    at_75 = LabelThresholds.calibrate(truth, scores, min_precision=0.75).thresholds
+    assert at_75[0] == pytest.approx(0.55)  # 4 predictions, 3 right
+    at_90 = LabelThresholds.calibrate(truth, scores, min_precision=0.9).thresholds
+    assert at_90[0] == pytest.approx(0.75)  # the two first, both right
+    strict = LabelThresholds.calibrate(truth, scores, min_precision=0.9, min_correct=3)
+    assert strict.thresholds[0] == np.inf  # never 3 right at 90%: never written
+    f1 = LabelThresholds.calibrate(truth, scores).thresholds  # best F1: 6/8 at the 4th cut
+    assert f1[0] == pytest.approx(0.55)

@@ -135,7 +135,7 @@ class FixedPattern(Annotator):
 
     def _scores(self, inputs):
         number = np.array([int(item.split(".")[0]) for item in inputs.item_ids])
-        scores = np.ones((inputs.n_items, 2), np.float32)
+        scores = np.ones((inputs.n_items, len(self.vocabulary_)), np.float32)
         scores[:, self.vocabulary_.index("cat")] = number % 4 == 0
         return scores
 
@@ -165,3 +165,35 @@ def test_a_model_no_better_than_the_most_common_keywords_is_flagged():
         report.warnings[0]
     )
     assert "warning: the model is no better" in report.format()
+
+
+class SkyOrSea(FixedPattern):
+    """FixedPattern's "cat", and "sea" on photos numbered 5 (mod 10), "sky" on the rest."""
+
+    def _scores(self, inputs):
+        number = np.array([int(item.split(".")[0]) for item in inputs.item_ids])
+        scores = super()._scores(inputs)
+        sea = number % 10 == 5
+        scores[:, self.vocabulary_.index("sea")] = sea
+        scores[:, self.vocabulary_.index("sky")] = ~sea
+        return scores
+
+
+def test_precision_calibration_suggests_a_keyword_only_where_it_is_right_often():
+    """"cat" is every fourth photo by the model and every tenth in truth: right 40% of the
+    time at best, so at 80% it is never suggested; "sky" and "sea" are always right."""
+    from phototag.library.learning import fit_on_library
+
+    n = 200
+    sets = [["sea"] if i % 10 == 5 else ["sky", "cat"] if i % 10 == 0 else ["sky"]
+            for i in range(n)]  # fmt: skip
+    library = from_label_sets("lib", [f"{i}.jpg" for i in range(n)], sets,
+                              features={"f": np.zeros((n, 4), np.float32)})  # fmt: skip
+    model = SkyOrSea()
+    report = fit_on_library(model, library, min_label_count=2, min_precision=0.8,
+                            max_labels=1)  # fmt: skip
+    cat = next(r for r in report.labels if r.label == "cat")
+    assert cat.threshold == np.inf and cat.predicted == 0 and "not suggested" in cat.note
+    assert model.decoder_.max_labels == 1
+    tags = [[label for label, _ in row] for row in model.annotate(library.subset(range(10)))]
+    assert tags == [["sky"]] * 5 + [["sea"]] + [["sky"]] * 4

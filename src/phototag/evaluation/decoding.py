@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from phototag.errors import InvalidInputError, check_int
+from phototag.errors import InvalidInputError, check_float, check_int
 from phototag.evaluation.predictions import Prediction
 
 
@@ -111,13 +111,17 @@ class Threshold(Decoder):
 
 @dataclass(frozen=True)
 class LabelThresholds(Decoder):
-    """One threshold per label, usually from `calibrate` on validation data."""
+    """One threshold per label, usually from `calibrate` on validation data; with
+    `max_labels`, at most that many labels per image (the best-scoring that pass)."""
 
     thresholds: np.ndarray
+    max_labels: int | None = None
     name: ClassVar[str] = "label_thresholds"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thresholds", np.asarray(self.thresholds, dtype=np.float64))
+        if self.max_labels is not None:
+            check_int("max_labels", self.max_labels, 1)
 
     def decode(self, scores: np.ndarray, quantities: np.ndarray | None = None) -> np.ndarray:
         scores = _check_scores(scores)
@@ -127,13 +131,27 @@ class LabelThresholds(Decoder):
                 f"{len(self.thresholds)} columns (one per threshold)",
                 f"{scores.shape[1]}",
             )
-        return scores >= self.thresholds[None, :]
+        passing = scores >= self.thresholds[None, :]
+        if self.max_labels is None or not scores.size:
+            return passing
+        ranked = np.where(passing, scores, scores.min() - 1.0)
+        return top_m(ranked, self.max_labels) & passing
 
     @classmethod
     def calibrate(
-        cls, y_true: np.ndarray | sp.spmatrix, y_score: np.ndarray, fallback: float = np.inf
+        cls,
+        y_true: np.ndarray | sp.spmatrix,
+        y_score: np.ndarray,
+        fallback: float = np.inf,
+        *,
+        min_precision: float | None = None,
+        min_correct: int = 2,
+        max_labels: int | None = None,
     ) -> LabelThresholds:
-        """Per label, the threshold that maximises that label's F1 on validation data.
+        """Per label, the threshold that maximises that label's F1 on validation data;
+        with `min_precision`, the lowest threshold whose precision reaches it with at
+        least `min_correct` right predictions (the most keywords that are right often
+        enough; none: `fallback`).
 
         The threshold is placed halfway between the last accepted score and the next
         lower one, so slightly different test scores decode the same way. Labels with
@@ -144,13 +162,25 @@ class LabelThresholds(Decoder):
         y_true = y_true.toarray() if sp.issparse(y_true) else np.asarray(y_true)
         if y_true.shape != y_score.shape:
             raise InvalidInputError("y_true", f"shape {y_score.shape}", f"{y_true.shape}")
+        if min_precision is not None:
+            check_float("min_precision", min_precision, 0.0, maximum=1.0)
+            check_int("min_correct", min_correct, 1)
         thresholds = np.full(y_score.shape[1], fallback, dtype=np.float64)
         for j in range(y_score.shape[1]):
-            thresholds[j] = _best_f1_threshold(y_true[:, j].astype(bool), y_score[:, j], fallback)
-        return cls(thresholds)
+            thresholds[j] = _best_threshold(
+                y_true[:, j].astype(bool), y_score[:, j], fallback, min_precision, min_correct
+            )
+        return cls(thresholds, max_labels)
 
 
-def _best_f1_threshold(positive: np.ndarray, score: np.ndarray, fallback: float) -> float:
+def _best_threshold(
+    positive: np.ndarray,
+    score: np.ndarray,
+    fallback: float,
+    min_precision: float | None,
+    min_correct: int,
+) -> float:
+    """The F1-best cut of one label's scores, or the lowest precise-enough cut."""
     n_positive = int(positive.sum())
     if n_positive == 0:
         return fallback
@@ -161,8 +191,13 @@ def _best_f1_threshold(positive: np.ndarray, score: np.ndarray, fallback: float)
     last_of_run = np.flatnonzero(np.r_[sorted_score[1:] != sorted_score[:-1], True])
     tp = true_positives[last_of_run]
     predicted = last_of_run + 1
-    f1 = 2 * tp / (predicted + n_positive)
-    best = int(np.argmax(f1))  # first maximum = highest threshold
+    if min_precision is None:
+        best = int(np.argmax(2 * tp / (predicted + n_positive)))  # first max: highest cut
+    else:
+        precise = np.flatnonzero((tp >= min_precision * predicted) & (tp >= min_correct))
+        if not len(precise):
+            return fallback
+        best = int(precise[-1])  # the lowest cut that is still precise enough
     cut = last_of_run[best]
     if cut + 1 < len(sorted_score):
         return float((sorted_score[cut] + sorted_score[cut + 1]) / 2)

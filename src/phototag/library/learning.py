@@ -185,12 +185,18 @@ def fit_on_library(
     min_label_count: int = 3,
     validation_fraction: float = 0.2,
     seed: int = 0,
+    min_precision: float | None = None,
+    max_labels: int | None = None,
 ) -> TrainingReport:
     """Fit `model` on `tagged` (photos with their keywords and features) as described in
     the module docstring; the model's decoder becomes the calibrated `LabelThresholds`.
 
-    Labels with no validation photo get the median of the other thresholds. With
-    ``validation_fraction=0`` nothing is held out or calibrated.
+    Thresholds maximise each label's F1, or with `min_precision` give each label the
+    most predictions that are right at least that often on the validation split (a label
+    that never is is not suggested); `max_labels` caps the keywords per photo. Labels
+    with no validation photo get the median of the other thresholds (with
+    `min_precision`: are not suggested). With ``validation_fraction=0`` nothing is held
+    out or calibrated.
     """
     check_int("--min-label-count", min_label_count, 1)
     data, dropped = drop_rare_labels(tagged, min_label_count)
@@ -215,15 +221,17 @@ def fit_on_library(
         return report
     scores = model.scores(valid)
     truth = valid.labels.toarray().astype(bool)
-    thresholds = LabelThresholds.calibrate(truth, scores).thresholds.copy()
+    thresholds = LabelThresholds.calibrate(truth, scores, min_precision=min_precision)
+    thresholds = thresholds.thresholds.copy()
     calibrated = np.isfinite(thresholds)
-    fallback = float(np.median(thresholds[calibrated])) if calibrated.any() else 0.5
-    thresholds[~calibrated] = fallback
-    model.decoder_ = LabelThresholds(thresholds)
+    if min_precision is None:
+        fallback = float(np.median(thresholds[calibrated])) if calibrated.any() else 0.5
+        thresholds[~calibrated] = fallback
+    model.decoder_ = LabelThresholds(thresholds, max_labels)
     predicted = scores >= thresholds[None, :]
     correct = (truth & predicted).sum(axis=0)
     for j, name in enumerate(data.vocabulary):
-        note = "" if calibrated[j] else "no validation photo: median threshold"
+        note = "" if calibrated[j] else _uncalibrated_note(min_precision, valid_counts[j])
         report.labels.append(LabelResult(
             name, int(train_counts[j]), int(valid_counts[j]), float(thresholds[j]),
             int(predicted[:, j].sum()), int(correct[j]), note,
@@ -238,6 +246,14 @@ def fit_on_library(
             "tag more photos, with keywords that tell them apart"
         )
     return report
+
+
+def _uncalibrated_note(min_precision: float | None, valid_photos: int) -> str:
+    if min_precision is None:
+        return "no validation photo: median threshold"
+    if not valid_photos:
+        return "no validation photo: not suggested"
+    return f"never right {min_precision:.0%} of the time on validation: not suggested"
 
 
 def _n_common(train: AnnotationSet) -> int:

@@ -54,6 +54,20 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         help="hold out this fraction of the tagged photos (stratified by label) to calibrate "
         "per-label thresholds and report precision/recall (default: 0.2 for folder datasets)",
     )
+    parser.add_argument(
+        "--min-precision",
+        type=float,
+        metavar="P",
+        help="calibrate each keyword's threshold for precision: suggest it only where it "
+        "was right at least this often on the validation photos (e.g. 0.8; default: the "
+        "threshold with the best F1)",
+    )
+    parser.add_argument(
+        "--max-keywords",
+        type=int,
+        metavar="N",
+        help="suggest at most N keywords per photo, the best-scoring that pass (default: all)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split")
     parser.set_defaults(run=_run_train)
 
@@ -93,6 +107,7 @@ def _inputs(model: Any, args: argparse.Namespace, training: bool = False) -> Any
 def _learns_vocabulary(args: argparse.Namespace) -> bool:
     """Train as for a photo library (docs/photo-library.md): folder datasets, or asked."""
     return (args.min_label_count is not None or args.validation_fraction is not None
+            or args.min_precision is not None or args.max_keywords is not None
             or args.dataset.partition(":")[0] == "folder")  # fmt: skip
 
 
@@ -115,7 +130,7 @@ def _train_on_library(args: argparse.Namespace, model: Any, dataset: Any) -> int
         model, tagged,
         min_label_count=3 if args.min_label_count is None else args.min_label_count,
         validation_fraction=0.2 if args.validation_fraction is None else args.validation_fraction,
-        seed=args.seed,
+        seed=args.seed, min_precision=args.min_precision, max_labels=args.max_keywords,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     if not is_main_process():
