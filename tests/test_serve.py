@@ -401,3 +401,17 @@ def test_data_folder_default(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert default_data_dir() == tmp_path / "xdg" / "phototag"
     assert json.loads(json.dumps(os.fspath(default_data_dir())))
+
+
+def test_serve_with_a_vocabulary_suggests_only_its_words(tiny_model, tmp_path):
+    """`serve --vocabulary FILE`: the user's words, scored as `annotate --vocabulary` does
+    (open vocabulary, raised to the trained model's score where it knows the word)."""
+    words = tmp_path / "words.txt"
+    words.write_text("cat\ncoffee\nrocket\n")
+    app = create_app(serve_config(tiny_model, tmp_path, vocabulary=words))
+    with TestClient(app, base_url=LOCAL, headers=PAGE_HEADERS) as test_client:
+        info = test_client.get("/api/info").json()
+        assert info["labels"] == 3 and info["model"].endswith("+ words.txt")
+        tags = upload(test_client).json()["tags"]
+    labels = [t["label"] for t in tags]
+    assert labels and set(labels) <= {"cat", "coffee", "rocket"} and labels[0] == "cat"

@@ -78,6 +78,8 @@ class ServerConfig:
     """Everything `phototag serve` is started with (the CLI options of the same names)."""
 
     model: str = "default"
+    #: A word list: suggest only these words (as `phototag annotate --vocabulary`).
+    vocabulary: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     folder: Path | None = None
@@ -111,10 +113,16 @@ class _Service:
 
         self.config = config
         self.model_id = str(config.model)
+        model = load_model(config.model)
+        if config.vocabulary is not None:
+            from phototag.library.annotation import UserVocabulary
+            from phototag.models.open_vocabulary import read_word_list
+
+            model = UserVocabulary(read_word_list(config.vocabulary), trained=model)
+            self.model_id += f" + {Path(config.vocabulary).name}"
         self.tagger = Tagger(
-            load_model(config.model), store_root=config.store, runtime=config.runtime,
-            max_batch=config.max_batch,
-        )  # fmt: skip
+            model, store_root=config.store, runtime=config.runtime, max_batch=config.max_batch
+        )
         self.data_dir = Path(config.data_dir).expanduser().resolve()
         self.uploads = self.data_dir / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,13 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         help="a shipped model name or a directory from `phototag train`",
     )
     parser.add_argument(
+        "--vocabulary",
+        type=Path,
+        metavar="FILE",
+        help="suggest only the words of FILE (one per line), scored without training as "
+        "`phototag annotate --vocabulary` does",
+    )
+    parser.add_argument(
         "--folder",
         type=Path,
         metavar="DIR",
@@ -84,7 +91,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     elif token is None:
         token = os.environ.get("PHOTOTAG_TOKEN")
     config = ServerConfig(
-        model=args.model, host=args.host, port=args.port, folder=args.folder,
+        model=args.model, vocabulary=args.vocabulary, host=args.host, port=args.port,
+        folder=args.folder,
         token=token or None, store=args.store, runtime=args.runtime,
         max_upload_bytes=_scaled("--max-upload-mb", args.max_upload_mb, 2**20),
         max_pixels=_scaled("--max-megapixels", args.max_megapixels, 1e6),

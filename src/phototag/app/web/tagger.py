@@ -17,8 +17,8 @@ from phototag.errors import PhototagError
 from phototag.evaluation.decoding import TopK
 from phototag.evaluation.predictions import Prediction
 from phototag.features.extract import create_sources
-from phototag.library.annotation import predict_files
-from phototag.models.base import Annotator, decoded_tags
+from phototag.library.annotation import Scorer, predict_files
+from phototag.models.base import decoded_tags
 
 _STOP = None
 
@@ -35,7 +35,7 @@ class Tagger:
 
     def __init__(
         self,
-        model: Annotator,
+        model: Scorer,
         *,
         store_root: str | Path | None = None,
         runtime: str = "onnx",
