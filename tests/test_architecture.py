@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "fileio": {"errors"},
     "filenames": set(),
     "imaging": {"errors"},
-    "metadata": {"errors", "fileio", "filenames"},
+    "metadata": {"errors", "fileio", "filenames", "imaging"},
     "data": {"errors", "fileio", "filenames", "imaging", "metadata"},
     "search": {"errors"},
     "evaluation": {"errors", "data"},

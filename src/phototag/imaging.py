@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar, Final
+from typing import IO, Any, ClassVar, Final
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, features
@@ -68,7 +68,13 @@ IMAGE_EXTENSIONS: Final[frozenset[str]] = frozenset(
         ".heif",
         ".hif",
         ".avif",
+        *(".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf", ".rw2"),
     }
+)
+#: Camera RAW files, decoded by LibRaw (rawpy) whatever their content looks like (many
+#: are TIFF inside, where Pillow would find only a small thumbnail).
+RAW_EXTENSIONS: Final[frozenset[str]] = frozenset(
+    {".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf", ".rw2"}
 )
 
 #: Default pixel limit (width x height) above which a file is refused as a possible
@@ -108,7 +114,7 @@ class ImageLoadError(PhototagError, OSError):
         "unreadable": ("the operating system could not read it", "check the disk or share"),
         "empty": ("the file is empty (0 bytes)", "the copy or download probably failed"),
         "not_an_image": (
-            "not a supported image (JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC/HEIF, AVIF)",
+            "not a supported image (JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC/HEIF, AVIF, camera RAW)",
             "convert it to one of these formats, or leave it out",
         ),
         "unsupported": (
@@ -183,15 +189,20 @@ def load_image(
     max_pixels = None if max_pixels is None else check_int("max_pixels", max_pixels, 1)
     with _open_regular_file(path) as (f, size):
         head = _read_head(f, path, size)
-        with _quiet_pillow(), _open_with_pillow(f, path, head, size) as image:
-            _check_pixel_count(path, image.size, max_pixels)
-            target = _target_size(image.size, min_side, max_side)
-            if target is not None and target[0] < image.size[0]:
-                image.draft("RGB", target)  # JPEG only; others ignore it
-            stored_size = image.size
-            _decode(image, f, path, head, size)
-            _apply_exif_orientation(image)
-            rgb = _to_rgb(image, path)
+        if is_raw(path):
+            rgb = _load_raw(f, path, max_pixels)
+            stored_size = rgb.size
+            target = _target_size(rgb.size, min_side, max_side)
+        else:
+            with _quiet_pillow(), _open_with_pillow(f, path, head, size) as image:
+                _check_pixel_count(path, image.size, max_pixels)
+                target = _target_size(image.size, min_side, max_side)
+                if target is not None and target[0] < image.size[0]:
+                    image.draft("RGB", target)  # JPEG only; others ignore it
+                stored_size = image.size
+                _decode(image, f, path, head, size)
+                _apply_exif_orientation(image)
+                rgb = _to_rgb(image, path)
         if target is not None and resample:
             if rgb.size != stored_size and rgb.size == stored_size[::-1]:
                 target = (target[1], target[0])  # orientation 5-8 swapped the axes
@@ -238,6 +249,9 @@ def read_header(path: str | os.PathLike[str], data: bytes | None = None) -> Imag
         opened = contextlib.nullcontext((io.BytesIO(data), len(data)))
     with opened as (f, size):
         head = _read_head(f, path, size)
+        if is_raw(path):
+            with _open_raw(f, path) as raw:
+                return ImageHeader("RAW", raw.sizes.width, raw.sizes.height)
         with _quiet_pillow(), _open_with_pillow(f, path, head, size) as image:
             return ImageHeader(
                 image.format or "unknown",
@@ -345,6 +359,48 @@ def _read_head(f: IO[bytes], path: str | os.PathLike[str], size: int) -> bytes:
 
 
 # --------------------------------------------------------------------------- decoding
+
+
+def is_raw(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` names a camera RAW file (by its extension, `RAW_EXTENSIONS`)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in RAW_EXTENSIONS
+
+
+@contextlib.contextmanager
+def _open_raw(f: IO[bytes], path: str | os.PathLike[str]) -> Iterator[Any]:
+    """The RAW file `f` opened by LibRaw (rawpy), errors as `ImageLoadError`."""
+    try:
+        import rawpy
+    except ImportError:
+        raise ImageLoadError(
+            path, "unsupported", "camera RAW needs rawpy: pip install rawpy"
+        ) from None
+    try:
+        with rawpy.imread(f) as raw:
+            yield raw
+    except rawpy.LibRawFileUnsupportedError as error:
+        raise ImageLoadError(path, "not_an_image", f"LibRaw: {_text(error)}") from None
+    except rawpy.NotSupportedError as error:
+        raise ImageLoadError(path, "unsupported", f"LibRaw: {_text(error)}") from None
+    except rawpy.LibRawIOError as error:
+        raise ImageLoadError(path, "truncated", f"LibRaw: {_text(error)}") from None
+    except rawpy.LibRawError as error:
+        raise ImageLoadError(path, "corrupt", f"LibRaw: {_text(error)}") from None
+
+
+def _text(error: Exception) -> str:
+    """LibRaw's message (rawpy gives it as bytes)."""
+    message = error.args[0] if error.args else error
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+
+
+def _load_raw(f: IO[bytes], path: str | os.PathLike[str], max_pixels: int | None) -> Image.Image:
+    """A camera RAW file developed by LibRaw: camera white balance, sRGB, 8 bits,
+    upright (LibRaw applies the camera's orientation)."""
+    with _open_raw(f, path) as raw:
+        _check_pixel_count(path, (raw.sizes.width, raw.sizes.height), max_pixels)
+        rgb = raw.postprocess(use_camera_wb=True, output_bps=8)
+    return Image.fromarray(np.ascontiguousarray(rgb), "RGB")
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 from phototag.fileio import TEMPORARY_SUFFIX, StorageError, atomic_write, fsync_directory
 from phototag.filenames import printable
+from phototag.imaging import is_raw
 from phototag.metadata import _exiv2
 from phototag.metadata.fields import (
     AutoKeyword,
@@ -241,6 +242,12 @@ def _open_target(target: Path, photo: Path, *, embed: bool) -> tuple[os.stat_res
         raise MetadataError(target, f"cannot read it ({error.strerror})") from None
     if not embed:
         return before, _exiv2.open_sidecar(target, data)
+    if is_raw(target):
+        raise MetadataError(
+            target, "phototag does not write into camera RAW files",
+            f"Leave out --embed: the sidecar {sidecar_paths(target)[0].name} is what "
+            "darktable, digiKam and Lightroom read for RAW files",
+        )  # fmt: skip
     image = _exiv2.open_image(target, data, whole=True)
     if not _exiv2.can_write_xmp(image):
         raise MetadataError(
