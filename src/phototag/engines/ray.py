@@ -39,7 +39,7 @@ from phototag.evaluation.decoding import Decoder, decoder_from_config
 from phototag.features.encoders import Preprocess
 from phototag.features.encoders.base import POOLED
 from phototag.features.extract import create_source, is_descriptor, load_model_input
-from phototag.features.maps import view_pixels
+from phototag.features.maps import stage_maps
 from phototag.imaging import ImageLoadError
 from phototag.library.annotation import FileAnnotation, Scorer, UserVocabulary
 from phototag.library.inputs import with_inputs
@@ -161,20 +161,12 @@ class _Annotate:
         return {"index": batch["index"], "error": errors, "tags": tags}
 
     def _encode(self, data: AnnotationSet, name: str, encoder: Any, pixels: np.ndarray) -> None:
-        """The pooled features and stage maps the model reads of `encoder`, per view."""
+        """The pooled features and stage maps the model reads of `encoder`."""
         specs = [spec for spec in self.inputs.maps if spec.encoder == name]
-        for view in dict.fromkeys(["plain", *(spec.view for spec in specs)]):
-            outputs = [spec.stage for spec in specs if spec.view == view]
-            if view == "plain" and name in self.inputs.features:
-                outputs.append(POOLED)
-            if not outputs:
-                continue
-            computed = encoder.forward_pixels(view_pixels(pixels, view), outputs)
-            if POOLED in outputs:
-                data.features[name] = computed[POOLED].float().numpy()
-            for spec in specs:
-                if spec.view == view:
-                    data.maps[spec.key] = computed[spec.stage].half().numpy()
+        computed = stage_maps(encoder, pixels, specs, pooled=name in self.inputs.features)
+        if POOLED in computed:
+            data.features[name] = computed.pop(POOLED)
+        data.maps.update(computed)
 
 
 # ------------------------------------------------------------------ driver side

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phototag.data.inputs import VIEWS
+from phototag.data.inputs import VIEWS, MapSpec
 from phototag.errors import InvalidInputError
 from phototag.features.encoders import ImageEncoder
 from phototag.features.store import RowStore, encoder_directory, safe_name
@@ -58,6 +58,27 @@ class FeatureMapStore(RowStore):
 def view_pixels(pixels: np.ndarray, view: str) -> np.ndarray:
     """Model inputs uint8 ``[N, S, S, 3]`` as `view` shows them (``flip``: mirrored)."""
     return pixels[:, :, ::-1] if view == "flip" else pixels
+
+
+def stage_maps(
+    encoder: ImageEncoder, pixels: np.ndarray, specs: Sequence[MapSpec], *, pooled: bool = False
+) -> dict[str, np.ndarray]:
+    """The float16 maps of `specs` (stages and views of `encoder`) for uint8 model inputs
+    ``[N, S, S, 3]``, by ``MapSpec.key``: one forward pass per view. With `pooled`, the
+    pooled float32 vectors of the plain view too, under the key ``POOLED``."""
+    from phototag.features.encoders.base import POOLED
+
+    out: dict[str, np.ndarray] = {}
+    for view in dict.fromkeys([*(["plain"] if pooled else []), *(s.view for s in specs)]):
+        wanted = [spec for spec in specs if spec.view == view]
+        names = [*dict.fromkeys(spec.stage for spec in wanted)]
+        if view == "plain" and pooled:
+            names.append(POOLED)
+        computed = encoder.forward_pixels(view_pixels(pixels, view), names)
+        if view == "plain" and pooled:
+            out[POOLED] = computed[POOLED].float().numpy()
+        out |= {spec.key: computed[spec.stage].half().numpy() for spec in wanted}
+    return out
 
 
 def parse_stages(spec: str | Sequence[str], encoder: ImageEncoder) -> tuple[str, ...]:

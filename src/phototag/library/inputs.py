@@ -21,6 +21,7 @@ from phototag.data.inputs import PHOTO_METADATA, MapSpec, ModelInputs
 from phototag.errors import InvalidInputError
 
 if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are read
+    from phototag.features.encoders import ImageEncoder
     from phototag.features.extract import FeatureSource
 
 
@@ -110,6 +111,16 @@ def _with_features(
     return data
 
 
+def _image_encoder(name: str, sources: dict[str, FeatureSource], runtime: str) -> ImageEncoder:
+    """The image encoder named `name` (maps come from encoders, not descriptors)."""
+    from phototag.features.encoders import ImageEncoder
+
+    encoder = _source(name, sources, runtime)
+    if not isinstance(encoder, ImageEncoder):
+        raise InvalidInputError("maps", "an image encoder's maps", f"{name} (a descriptor)")
+    return encoder
+
+
 def _by_encoder(specs: Sequence[MapSpec]) -> dict[str, list[MapSpec]]:
     grouped: dict[str, list[MapSpec]] = {}
     for spec in specs:
@@ -127,14 +138,11 @@ def _with_maps(
 ) -> AnnotationSet:
     """The maps of `specs` (all of one encoder) from the feature-map store, computed
     with the encoder's pooled vectors in one pass where missing."""
-    from phototag.features.encoders import ImageEncoder
     from phototag.features.extract import extract_features, open_store
     from phototag.features.maps import FeatureMapStore, map_shapes
     from phototag.features.store import default_store_root
 
-    encoder = _source(encoder_name, sources, options["runtime"])
-    if not isinstance(encoder, ImageEncoder):
-        raise InvalidInputError("maps", "an image encoder's maps", f"{encoder_name} (a descriptor)")
+    encoder = _image_encoder(encoder_name, sources, options["runtime"])
     root = default_store_root() if options["store_root"] is None else Path(options["store_root"])
     shapes = map_shapes(encoder, sorted({spec.stage for spec in specs}))
     stores: list[FeatureMapStore] = []
@@ -171,24 +179,17 @@ def _with_maps_in_memory(
     report: InputsReport,
 ) -> AnnotationSet:
     """The maps of `specs` (all of one encoder) computed from the photos, not stored."""
-    from phototag.features.encoders import ImageEncoder
     from phototag.features.extract import decode_photos
-    from phototag.features.maps import view_pixels
+    from phototag.features.maps import stage_maps
 
-    encoder = _source(encoder_name, sources, options["runtime"])
-    if not isinstance(encoder, ImageEncoder):
-        raise InvalidInputError("maps", "an image encoder's maps", f"{encoder_name} (a descriptor)")
+    encoder = _image_encoder(encoder_name, sources, options["runtime"])
     pixels, kept, failures = decode_photos(data.image_paths or [], encoder.preprocess,
                                            options["workers"])  # fmt: skip
     computed: dict[str, list[np.ndarray]] = {spec.key: [] for spec in specs}
     for start in range(0, len(pixels), options["batch_size"]):
-        batch = pixels[start : start + options["batch_size"]]
-        for view in dict.fromkeys(spec.view for spec in specs):
-            stages = [spec.stage for spec in specs if spec.view == view]
-            out = encoder.forward_pixels(view_pixels(batch, view), stages)
-            for spec in specs:
-                if spec.view == view:
-                    computed[spec.key].append(out[spec.stage].numpy().astype(np.float16))
+        batch = stage_maps(encoder, pixels[start : start + options["batch_size"]], specs)
+        for key, maps in batch.items():
+            computed[key].append(maps)
     report.failures.extend(failures)
     result = data.subset(kept, name=data.name)
     for key, parts in computed.items():  # no photo decoded: an empty stand-in
