@@ -11,7 +11,13 @@ a person ("black", "white", "temple", "church", "buddha", "monks") are not liste
 
 from __future__ import annotations
 
-from typing import Final
+from functools import lru_cache
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from phototag.data.vocabulary import Vocabulary
 
 #: The listed words, lower case; plurals in "s" are matched too (`is_sensitive`).
 SENSITIVE_TERMS: Final = frozenset(
@@ -49,3 +55,12 @@ def is_sensitive(label: str) -> bool:
         if word in SENSITIVE_TERMS or (word.endswith("s") and word[:-1] in SENSITIVE_TERMS):
             return True
     return False
+
+
+@lru_cache(maxsize=32)
+def suggestible(vocabulary: Vocabulary) -> np.ndarray:
+    """Per label of `vocabulary`, whether phototag may suggest it (not `is_sensitive`);
+    read-only and computed once per vocabulary (every request of a service reuses it)."""
+    allowed = np.array([not is_sensitive(name) for name in vocabulary], dtype=bool)
+    allowed.flags.writeable = False
+    return allowed

@@ -29,7 +29,7 @@ from safetensors.numpy import load_file, save
 
 from phototag.data import AnnotationSet, Vocabulary
 from phototag.data.inputs import ModelInputs
-from phototag.data.sensitive import is_sensitive
+from phototag.data.sensitive import suggestible
 from phototag.errors import InvalidInputError, NotFittedError, PhototagError
 from phototag.evaluation.decoding import Decoder, TopK, decoder_from_config
 from phototag.evaluation.predictions import Prediction
@@ -362,7 +362,7 @@ def decoded_tags(
     if scores is None:
         raise InvalidInputError("prediction", "scores to rank its labels by", "label sets only")
     names = vocabulary.names
-    allowed = np.array([not is_sensitive(name) for name in names], dtype=bool)
+    allowed = suggestible(vocabulary)
     if not allowed.all():  # ranked below every other label, so a top-k takes the next
         low = scores.min() - 1.0 if scores.size else 0.0
         own = None if prediction.label_sets is None else prediction.label_sets & allowed
