@@ -14,11 +14,13 @@ import logging
 import math
 import os
 import re
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import quote
 
 import anyio
 from fastapi import Body, FastAPI, File, Query, Request, Security, UploadFile
@@ -40,6 +42,7 @@ from phototag.app.web.files import (
     open_beneath,
     shown,
 )
+from phototag.app.web.keywords import PhotoFile, all_keywords, keyword_key
 from phototag.app.web.security import (
     CSRF_HEADER,
     UPLOAD_FORMATS,
@@ -59,8 +62,10 @@ from phototag.library.feedback import (
     Decision,
     FeedbackStore,
     Photo,
+    Verdict,
     default_data_dir,
 )
+from phototag.metadata import KeywordChange, Provenance, sidecar_for_writing
 
 _log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "web" / "static"
@@ -91,6 +96,8 @@ class ServerConfig:
     max_batch: int = 16
     #: Most pixels of an image decoded at full size (all but baseline JPEGs).
     max_pixels: int = 50_000_000
+    #: "xmp": decisions on folder photos go into their XMP sidecars; "none": not.
+    write: Literal["xmp", "none"] = "xmp"
 
     def validate(self) -> None:
         """Raise `InvalidInputError` for a configuration that must not start."""
@@ -101,6 +108,8 @@ class ServerConfig:
             raise InvalidInputError("--max-upload-mb", "a size > 0", str(self.max_upload_bytes))
         if self.max_pixels < 1:
             raise InvalidInputError("--max-megapixels", "a number > 0", str(self.max_pixels))
+        if self.write not in ("xmp", "none"):
+            raise InvalidInputError("--write", "'xmp' or 'none'", repr(self.write))
         if self.folder is not None and not Path(self.folder).expanduser().is_dir():
             raise InvalidInputError("--folder", "an existing folder", str(self.folder))
 
@@ -131,6 +140,8 @@ class _Service:
         # One image per core is decoded at once: the tagger's worker, and thumbnails on
         # the other cores, at least one (a request waiting for its turn holds no thread).
         self.thumbnail_slots = anyio.CapacityLimiter(max(1, (os.cpu_count() or 2) - 1))
+        # decisions on a photo are written one after the other (read, change, write)
+        self.write_lock = threading.Lock()
 
     # ------------------------------------------------------------- photos
     def save_upload(self, data: bytes, kind: str) -> tuple[Path, bool]:
@@ -148,9 +159,13 @@ class _Service:
             raise RequestRefused(404, f"no photo with id {photo_id}")
         return photo
 
+    def root(self, photo: Photo) -> Path:
+        """The folder a known photo lies in: the uploads or the served one."""
+        return self.uploads if photo.source == "upload" else self.folder_root()
+
     def open_photo(self, photo: Photo) -> Opened:
         """A known photo's file, opened inside its folder (the uploads or the served one)."""
-        root = self.uploads if photo.source == "upload" else self.folder_root()
+        root = self.root(photo)
         try:
             relative = Path(photo.path).relative_to(root)
         except ValueError:
@@ -223,16 +238,70 @@ class _Service:
         return Response(data, media_type="image/jpeg",
                         headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
 
+    def photo_file(self, photo: Photo, opened: Opened) -> PhotoFile:
+        return PhotoFile.checked(self.root(photo), opened, photo.name)
+
+    def writes(self, photo: Photo) -> bool:
+        """Whether decisions go into the photo's sidecar (uploads: always; else --write)."""
+        return photo.source == "upload" or self.config.write == "xmp"
+
+    def existing(self, photo: Photo) -> tuple[list[str], list[str], str | None]:
+        """The photo's own keywords, those phototag wrote, and why they cannot be read."""
+        try:
+            with self.open_photo(photo) as opened:
+                found = self.photo_file(photo, opened).keywords()
+        except RequestRefused as error:
+            return [], [], error.detail
+        return list(found.user), [keyword_key(a.label) for a in found.automatic], None
+
     async def suggestions(self, photo: Photo, tags: list[tuple[str, float]]) -> schemas.Suggestions:
-        """`tags` of `photo` with the decisions made on it."""
+        """`tags` of `photo` with the decisions made on it and the keywords it has."""
         decisions = await run_in_threadpool(self.feedback.decisions, photo.id)
+        existing, written, error = await run_in_threadpool(self.existing, photo)
         verdict = {d.label: d.decision for d in decisions}
+        present = all_keywords(None, existing + written)
         return schemas.Suggestions(
             photo=schemas.PhotoOut(id=photo.id, name=photo.name, source=photo.source),  # type: ignore[arg-type]
             model=self.model_id,
-            tags=[schemas.Tag(label=t, score=s, decision=verdict.get(t)) for t, s in tags],
+            tags=[schemas.Tag(label=t, score=s, decision=verdict.get(t),
+                              in_photo=keyword_key(t) in present) for t, s in tags],  # fmt: skip
             decisions=[_decision_out(d) for d in decisions],
-        )
+            existing=existing, written=written, writes=self.writes(photo), metadata_error=error,
+        )  # fmt: skip
+
+    def decide(
+        self, photo_id: int, items: list[tuple[str, Verdict, float | None]]
+    ) -> tuple[list[Decision], schemas.Written | None]:
+        """Store decisions on the photo's keywords, written first into its sidecar (see
+        `PhotoFile.apply`); a write that fails stores nothing (422)."""
+        photo = self.photo(photo_id)
+        items = [(_clean_label(label), decision, score) for label, decision, score in items]
+        change = None
+        with self.write_lock:
+            if self.writes(photo):
+                with self.open_photo(photo) as opened:
+                    file = self.photo_file(photo, opened)
+                    change = file.apply(items, Provenance(self.model_id))
+            saved = [self.feedback.decide(photo_id, label, decision, score, self.model_id)
+                     for label, decision, score in items]  # fmt: skip
+        return saved, None if change is None else _written_out(file, change)
+
+    def sidecar(self, photo_id: int) -> Response:
+        """The photo's XMP sidecar as a download named after the photo (404 if none)."""
+        photo = self.photo(photo_id)
+        root = self.root(photo)
+        with self.open_photo(photo) as opened:
+            file = self.photo_file(photo, opened)
+            sidecar = sidecar_for_writing(file.path)
+            name = file.shown(sidecar)
+            if not sidecar.is_file():
+                raise RequestRefused(404, f"{name}: no keywords written into this photo yet")
+        relative = os.fsencode(sidecar.relative_to(root))
+        with open_beneath(root, relative, name) as opened_sidecar:
+            data = Path(opened_sidecar.fd_path).read_bytes()
+        disposition = f"attachment; filename*=UTF-8''{quote(Path(name).name)}"
+        return Response(data, media_type="application/rdf+xml",
+                        headers={"Content-Disposition": disposition})  # fmt: skip
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -345,6 +414,7 @@ def _add_api(app: FastAPI, service: _Service) -> None:
             max_pixels=service.config.max_pixels,
             upload_formats=list(UPLOAD_FORMATS),
             token_required=service.config.token is not None,
+            write=service.config.write,
         )
 
     upload_errors = {**IMAGE_ERRORS, 411: {"model": schemas.ErrorOut},
@@ -407,18 +477,40 @@ def _add_api(app: FastAPI, service: _Service) -> None:
         service.photo(photo_id)
         return [_decision_out(d) for d in service.feedback.decisions(photo_id)]
 
-    @app.post("/api/photos/{photo_id}/decisions", response_model=schemas.Decision,
-              tags=["decisions"], dependencies=changes, responses=ERRORS)  # fmt: skip
-    def decide(photo_id: PhotoId, body: Annotated[schemas.DecisionIn, Body()]) -> schemas.Decision:
-        """Accept or reject a keyword of the photo; a later decision replaces an earlier one."""
-        service.photo(photo_id)
-        label = " ".join(body.label.split())
-        if not label:
-            raise RequestRefused(422, "label: expected a keyword, got only spaces")
-        decision = service.feedback.decide(
-            photo_id, label, body.decision, body.score, service.model_id
-        )
-        return _decision_out(decision)
+    write_errors = {**ERRORS, 409: {"model": schemas.ErrorOut}}
+
+    @app.post("/api/photos/{photo_id}/decisions", response_model=schemas.DecisionSaved,
+              tags=["decisions"], dependencies=changes, responses=write_errors)  # fmt: skip
+    def decide(
+        photo_id: PhotoId, body: Annotated[schemas.DecisionIn, Body()]
+    ) -> schemas.DecisionSaved:
+        """Accept or reject a keyword of the photo; a later decision replaces an earlier one.
+
+        With writing on (see `writes` in `Suggestions`), the keyword is first added to
+        (accepted) or, where phototag wrote it, removed from (rejected) the photo's XMP
+        sidecar; 422, nothing stored, when that fails or the photo's metadata cannot be
+        read completely.
+        """
+        saved, written = service.decide(photo_id, [(body.label, body.decision, body.score)])
+        return schemas.DecisionSaved(**_decision_out(saved[0]).model_dump(), written=written)
+
+    @app.post("/api/photos/{photo_id}/accepted", response_model=schemas.DecisionsSaved,
+              tags=["decisions"], dependencies=changes, responses=write_errors)  # fmt: skip
+    def accept_all(
+        photo_id: PhotoId, body: Annotated[schemas.AcceptIn, Body()]
+    ) -> schemas.DecisionsSaved:
+        """Accept several keywords at once (one write of the sidecar), e.g. all suggestions."""
+        items = [(tag.label, "accepted", tag.score) for tag in body.tags]
+        saved, written = service.decide(photo_id, items)  # type: ignore[arg-type]
+        return schemas.DecisionsSaved(decisions=[_decision_out(d) for d in saved], written=written)
+
+    @app.get("/api/photos/{photo_id}/sidecar", tags=["photos"], dependencies=bearer,
+             responses={**ERRORS, 200: {"content": {"application/rdf+xml": {}}}},
+             response_class=Response)  # fmt: skip
+    def sidecar(photo_id: PhotoId) -> Response:
+        """The photo's XMP sidecar with the keywords written into it (e.g. of an upload:
+        keep it next to your copy of the photo as ``photo.jpg.xmp``)."""
+        return service.sidecar(photo_id)
 
     @app.get("/api/folder", response_model=schemas.FolderListing, tags=["folder"],
              dependencies=bearer, responses=ERRORS)  # fmt: skip
@@ -426,9 +518,20 @@ def _add_api(app: FastAPI, service: _Service) -> None:
         path: FolderPath = "",
         offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        keyword: Annotated[
+            str | None,
+            Query(
+                max_length=200,
+                description="only photos with this keyword in their metadata or accepted",
+            ),
+        ] = None,  # fmt: skip
     ) -> schemas.FolderListing:
-        """Subfolders and photos of a folder inside the served folder (hidden ones left out)."""
-        return _listing(service, path, offset, limit)
+        """Subfolders and photos of a folder inside the served folder (hidden ones left out).
+
+        With `keyword`, only the photos that have it (case-insensitive, a hierarchical
+        keyword by its last level), in their metadata or accepted here.
+        """
+        return _listing(service, path, offset, limit, keyword)
 
     @app.get("/api/folder/thumbnail", tags=["folder"], dependencies=bearer,
              responses={**IMAGE_ERRORS, 200: {"content": {"image/jpeg": {}}}},
@@ -454,9 +557,12 @@ def _add_api(app: FastAPI, service: _Service) -> None:
         return await service.suggestions(photo, tags)
 
 
-def _listing(service: _Service, path: str, offset: int, limit: int) -> schemas.FolderListing:
+def _listing(
+    service: _Service, path: str, offset: int, limit: int, keyword: str | None = None
+) -> schemas.FolderListing:
     folders: list[schemas.FolderEntry] = []
     photos: list[schemas.FolderEntry] = []
+    key = keyword_key(keyword) if keyword and keyword.strip() else None
     with service.open_folder(path) as where:
         if not where.is_dir:
             raise RequestRefused(400, f"{shown(path)}: not a folder")
@@ -474,6 +580,8 @@ def _listing(service: _Service, path: str, offset: int, limit: int) -> schemas.F
                     folders.append(item)
                 elif kind == "photo":
                     photos.append(item)
+    if key is not None:
+        photos = _with_keyword(service, photos, key)
     here = where.path
     return schemas.FolderListing(
         path=encode_name(here),
@@ -483,6 +591,29 @@ def _listing(service: _Service, path: str, offset: int, limit: int) -> schemas.F
         total_photos=len(photos),
         offset=offset,
     )
+
+
+def _with_keyword(
+    service: _Service, photos: list[schemas.FolderEntry], key: str
+) -> list[schemas.FolderEntry]:
+    """The `photos` whose metadata or accepted decisions hold the keyword `key`."""
+    root = service.folder_root()
+    decided = service.feedback.photos_with_decisions()
+    kept = []
+    for item in photos:
+        file = PhotoFile(root, (root / os.fsdecode(decode_path(item.path))).resolve(), item.path)
+        verdicts = decided.get(str(file.path), {})
+        if key in all_keywords(None, [k for k, v in verdicts.items() if v == "accepted"]):
+            kept.append(item)
+            continue
+        try:
+            file.check_inside()
+            found = file.keywords()
+        except RequestRefused:
+            continue
+        if key in all_keywords(found):
+            kept.append(item)
+    return kept
 
 
 def _entry_kind(root: Path, entry: os.DirEntry, inside: bytes) -> str | None:
@@ -526,6 +657,19 @@ def _display_name(filename: str | None) -> str:
     base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = re.sub(r"[\x00-\x1f\x7f\ud800-\udfff]", "", base)
     return name[:200] or "upload"
+
+
+def _clean_label(label: str) -> str:
+    """A keyword from a request with its spaces normalised (422 if only spaces)."""
+    label = " ".join(label.split())
+    if not label:
+        raise RequestRefused(422, "label: expected a keyword, got only spaces")
+    return label
+
+
+def _written_out(file: PhotoFile, change: KeywordChange) -> schemas.Written:
+    return schemas.Written(file=file.shown(change.target), added=list(change.added),
+                           removed=list(change.removed))  # fmt: skip
 
 
 def _decision_out(decision: Decision) -> schemas.Decision:

@@ -36,6 +36,15 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="a photo folder to browse (nothing outside it is ever readable)",
     )
+    parser.add_argument(
+        "--write",
+        choices=("xmp", "none"),
+        default="xmp",
+        help="xmp (default): accepted keywords of --folder photos go into their XMP sidecar "
+        "(photo.jpg.xmp), rejected ones phototag wrote come out again (`phototag untag` "
+        "removes them all); none: only the decisions database. Uploads always get a sidecar "
+        "in the data folder",
+    )
     secret = parser.add_mutually_exclusive_group()
     secret.add_argument(
         "--token",
@@ -92,7 +101,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         token = os.environ.get("PHOTOTAG_TOKEN")
     config = ServerConfig(
         model=args.model, vocabulary=args.vocabulary, host=args.host, port=args.port,
-        folder=args.folder,
+        folder=args.folder, write=args.write,
         token=token or None, store=args.store, runtime=args.runtime,
         max_upload_bytes=_scaled("--max-upload-mb", args.max_upload_mb, 2**20),
         max_pixels=_scaled("--max-megapixels", args.max_megapixels, 1e6),

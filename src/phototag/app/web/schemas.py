@@ -24,6 +24,10 @@ class ServiceInfo(BaseModel):
     )
     upload_formats: list[str]
     token_required: bool
+    write: Literal["xmp", "none"] = Field(
+        default="xmp", description="--write: whether decisions on folder photos are written "
+        "into their XMP sidecars (uploads always get one in the data folder)",
+    )  # fmt: skip
 
 
 class PhotoOut(BaseModel):
@@ -49,6 +53,9 @@ class Tag(BaseModel):
     label: str
     score: float
     decision: Verdict | None = None
+    in_photo: bool = Field(
+        default=False, description="the photo's metadata already has this keyword"
+    )
 
 
 class Suggestions(BaseModel):
@@ -58,13 +65,46 @@ class Suggestions(BaseModel):
     model: str
     tags: list[Tag]
     decisions: list[Decision] = Field(description="includes keywords the user added")
+    existing: list[str] = Field(
+        default=[], description="keywords in the photo's metadata that phototag did not write"
+    )
+    written: list[str] = Field(default=[], description="keywords phototag wrote into it")
+    writes: bool = Field(
+        default=False, description="whether decisions are written into the photo's XMP sidecar"
+    )
+    metadata_error: str | None = Field(
+        default=None, description="why the photo's keywords cannot be read (nothing is "
+        "written into it then)",
+    )  # fmt: skip
 
 
-class DecisionIn(BaseModel):
-    """Accept or reject a keyword (a suggested one, or one of your own to add)."""
+class Written(BaseModel):
+    """What a decision changed in the photo's XMP sidecar."""
+
+    file: str = Field(description="the sidecar, named after the photo")
+    added: list[str]
+    removed: list[str]
+
+
+class DecisionSaved(Decision):
+    """A stored decision, and what it changed in the photo's metadata."""
+
+    written: Written | None = Field(
+        default=None, description="null when the metadata did not change or is not written"
+    )
+
+
+class DecisionsSaved(BaseModel):
+    """Stored decisions, and what they changed in the photo's metadata."""
+
+    decisions: list[Decision]
+    written: Written | None = None
+
+
+class LabelIn(BaseModel):
+    """A keyword and the score that was shown for it."""
 
     label: str = Field(min_length=1, max_length=200, examples=["beach"])
-    decision: Verdict
     score: float | None = Field(
         default=None, allow_inf_nan=False, description="the score that was shown, if any"
     )
@@ -75,6 +115,18 @@ class DecisionIn(BaseModel):
         if any(unicodedata.category(c) in ("Cc", "Cs") for c in label if not c.isspace()):
             raise ValueError("a keyword cannot contain control characters or lone surrogates")
         return label
+
+
+class DecisionIn(LabelIn):
+    """Accept or reject a keyword (a suggested one, or one of your own to add)."""
+
+    decision: Verdict
+
+
+class AcceptIn(BaseModel):
+    """Keywords to accept at once (e.g. every suggestion shown)."""
+
+    tags: list[LabelIn] = Field(min_length=1, max_length=200)
 
 
 class FolderPhotoIn(BaseModel):
