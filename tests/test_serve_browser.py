@@ -201,3 +201,71 @@ def test_other_sites_cannot_use_the_service_through_the_browser(
     assert list((tmp_path / "data" / "uploads").iterdir()) == []
     with sqlite3.connect(tmp_path / "data" / "feedback.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 0
+
+
+@pytest.mark.integration
+def test_heic_preview_accept_all_and_keyword_filter_in_chromium(
+    sync_playwright,
+    tiny_model,  # noqa: F811
+    tmp_path,
+):
+    """An uploaded HEIC shows the service's JPEG of it; "Accept all" writes every shown
+    suggestion into the sidecar; the folder filter shows only photos with the keyword."""
+    pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is not installed")
+    if not pillow_heif.libheif_info().get("encoders"):
+        pytest.skip("this libheif has no HEIF encoder to make a test photo")
+    from PIL import Image
+    from test_serve_keywords import USER_SIDECAR
+
+    from phototag.metadata import read_keywords
+
+    heic = tmp_path / "cat.heic"
+    photo = Image.open(EXAMPLES / "chelsea.jpg").convert("RGB").resize((96, 64))
+    pillow_heif.from_pillow(photo).save(heic, quality=60)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("chelsea", "coffee"):
+        (folder / f"{name}.jpg").write_bytes((EXAMPLES / f"{name}.jpg").read_bytes())
+    (folder / "chelsea.jpg.xmp").write_text(USER_SIDECAR)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    options = ("--token-file", str(token_file), "--folder", str(folder))
+    with _serve(tiny_model, tmp_path, *options) as (url, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS,
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/#token={TOKEN}")
+            page.wait_for_selector("#folder-photos figure", timeout=30_000)
+            page.set_input_files("#upload", str(heic))
+            card = page.locator(".card").first
+            page.wait_for_selector(".card[data-photo-id] .chip", timeout=120_000)
+            page.wait_for_function(
+                "document.querySelector('.card img').naturalWidth > 0", timeout=30_000
+            )
+            assert card.locator("img").get_attribute("src").startswith("blob:")
+            labels = card.locator(".chip").evaluate_all("cs => cs.map(c => c.dataset.label)")
+            card.locator("button.accept-all").click()
+            page.wait_for_selector(".card .written:text('cat.heic.xmp')", timeout=30_000)
+            accepted = card.locator(".chip.accepted").count()
+            assert accepted == len(labels) and card.locator(".error").is_hidden()
+
+            page.fill("#folder-keyword", "TABBY")
+            page.click("#folder-filter button")
+            page.wait_for_function(
+                "document.querySelectorAll('#folder-photos figure').length === 1", timeout=30_000
+            )
+            assert page.locator("#folder-photos figcaption").inner_text() == "chelsea.jpg"
+            page.click("#folder-photos figure")
+            page.wait_for_selector(".card:first-child[data-photo-id] .chip", timeout=120_000)
+            first = page.locator(".card").first
+            assert first.locator(".existing span").inner_text() == "Tabby, cat"
+            assert first.locator('.chip[data-label="cat"]').get_attribute("class").count("in-photo")
+        finally:
+            browser.close()
+    uploads = list((tmp_path / "data" / "uploads").glob("*.heic"))
+    assert len(uploads) == 1
+    written = {a.label for a in read_keywords(uploads[0]).automatic}
+    assert written == set(labels)

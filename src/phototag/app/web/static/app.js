@@ -2,7 +2,11 @@
 // Plain JavaScript, no build step; talks only to this service's /api.
 "use strict";
 
-const state = { token: sessionStorage.getItem("phototag-token"), info: null, folder: "", offset: 0 };
+const state = {
+  token: sessionStorage.getItem("phototag-token"), info: null, folder: "", offset: 0, keyword: "",
+};
+// Types every browser shows; others (HEIC, TIFF) get the service's JPEG thumbnail instead.
+const VIEWABLE = /^image\/(jpeg|png|gif|webp|bmp|avif)$/;
 const $ = (selector) => document.querySelector(selector);
 
 function takeTokenFromAddress() {
@@ -66,7 +70,9 @@ function newCard(name, preview) {
   card.querySelector(".name").textContent = name;
   card.classList.add("busy");
   if (typeof preview === "string") card.querySelector("img").src = preview;
-  else preview.then((url) => { card.querySelector("img").src = url; }).catch(() => {});
+  else if (preview) preview.then((url) => { card.querySelector("img").src = url; }).catch(() => {});
+  card.querySelector(".accept-all").addEventListener("click", () => acceptAll(card));
+  card.querySelector(".download").addEventListener("click", () => downloadSidecar(card));
   card.querySelector(".add-tag").addEventListener("submit", (event) => {
     event.preventDefault();
     const input = event.target.querySelector("input");
@@ -91,14 +97,37 @@ function render(card, result) {
   card.classList.remove("busy");
   card.dataset.photoId = result.photo.id;
   card.querySelector(".name").textContent = result.photo.name;
+  card.tags = result.tags;
   const chips = card.querySelector(".chips");
   chips.replaceChildren();
-  for (const tag of result.tags) chips.append(chip(card, tag.label, tag.score, tag.decision));
+  for (const tag of result.tags) {
+    const item = chip(card, tag.label, tag.score, tag.decision);
+    if (tag.in_photo) {
+      item.classList.add("in-photo");
+      item.title = "already in the photo's keywords";
+    }
+    chips.append(item);
+  }
   const shown = new Set(result.tags.map((tag) => tag.label));
   for (const d of result.decisions) {
     if (!shown.has(d.label)) chips.append(chip(card, d.label, d.score, d.decision));
   }
-  if (!result.tags.length) showError(card, "no keyword suggested; add your own below");
+  const existing = card.querySelector(".existing");
+  existing.querySelector("span").textContent = result.existing.join(", ");
+  existing.hidden = !result.existing.length;
+  card.querySelector(".accept-all").hidden = !result.tags.length;
+  card.querySelector(".download").hidden = result.photo.source !== "upload";
+  if (!result.writes) setWritten(card, "keywords are not written into folder photos (--write none)");
+  if (result.metadata_error) showError(card, `keywords cannot be written: ${result.metadata_error}`);
+  else if (!result.tags.length) showError(card, "no keyword suggested; add your own below");
+}
+
+function setWritten(card, text) { card.querySelector(".written").textContent = text; }
+
+function showWritten(card, written) {
+  if (!written) return;
+  const edits = [...written.added.map((k) => `+${k}`), ...written.removed.map((k) => `-${k}`)];
+  setWritten(card, `${written.file}: ${edits.join(" ")}`);
 }
 
 function chip(card, label, score, decision) {
@@ -142,13 +171,51 @@ async function decide(card, label, decision, score) {
       body: JSON.stringify({ label, decision, score }),
     });
     const saved = await response.json();
+    showSaved(card, [saved], saved.written);
+  } catch (error) {
+    showError(card, error.message);
+  }
+}
+
+function showSaved(card, decisions, written) {
+  for (const saved of decisions) {
     let item = [...card.querySelectorAll(".chip")].find((c) => c.dataset.label === saved.label);
     if (!item) {
       item = chip(card, saved.label, saved.score, null);
       card.querySelector(".chips").append(item);
     }
     setDecision(item, saved.decision);
-    card.querySelector(".error").hidden = true;
+  }
+  showWritten(card, written);
+  card.querySelector(".error").hidden = true;
+}
+
+// One click: accept every suggestion shown on the card (one write of its sidecar).
+async function acceptAll(card) {
+  const tags = (card.tags || []).map((tag) => ({ label: tag.label, score: tag.score }));
+  if (!tags.length || !card.dataset.photoId) return;
+  try {
+    const response = await api(`/api/photos/${card.dataset.photoId}/accepted`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ tags }),
+    });
+    const saved = await response.json();
+    showSaved(card, saved.decisions, saved.written);
+  } catch (error) {
+    showError(card, error.message);
+  }
+}
+
+async function downloadSidecar(card) {
+  try {
+    const response = await api(`/api/photos/${card.dataset.photoId}/sidecar`);
+    const name = /filename\*=UTF-8''([^;]+)/.exec(response.headers.get("Content-Disposition") || "");
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = name ? decodeURIComponent(name[1]) : "keywords.xmp";
+    link.click();
+    URL.revokeObjectURL(link.href);
   } catch (error) {
     showError(card, error.message);
   }
@@ -156,12 +223,18 @@ async function decide(card, label, decision, score) {
 
 // ---------------------------------------------------------------- uploads
 async function upload(file) {
-  const card = newCard(file.name, URL.createObjectURL(file));
+  const viewable = VIEWABLE.test(file.type);
+  const card = newCard(file.name, viewable ? URL.createObjectURL(file) : null);
   const form = new FormData();
   form.append("file", file, file.name);
   try {
     const response = await api("/api/photos", { method: "POST", body: form });
-    render(card, await response.json());
+    const result = await response.json();
+    render(card, result);
+    if (!viewable) {  // the browser cannot show it: the service's JPEG of it
+      imageUrl(`/api/photos/${result.photo.id}/thumbnail?size=400`)
+        .then((url) => { card.querySelector("img").src = url; }).catch(() => {});
+    }
   } catch (error) {
     showError(card, error.message);
   }
@@ -186,6 +259,7 @@ function setUpUploads() {
 // ----------------------------------------------------------------- folder
 async function loadFolder(path, offset = 0) {
   const query = new URLSearchParams({ path, offset: String(offset) });
+  if (state.keyword) query.set("keyword", state.keyword);
   let listing;
   try {
     listing = await (await api(`/api/folder?${query}`)).json();
@@ -263,6 +337,11 @@ async function start() {
 document.addEventListener("DOMContentLoaded", () => {
   setUpUploads();
   $("#folder-more").addEventListener("click", () => loadFolder(state.folder, state.offset));
+  $("#folder-filter").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.keyword = $("#folder-keyword").value.trim();
+    loadFolder(state.folder);
+  });
   $("#token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.token = $("#token").value.trim();
