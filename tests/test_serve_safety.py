@@ -300,17 +300,21 @@ def test_hostile_parameters_get_4xx_never_500(hostile):
                     f"/api/photos/{value}/decisions"):  # fmt: skip
             send("GET", url)
         send("POST", f"/api/photos/{value}/decisions", json={"label": "x", "decision": "accepted"})
+        send("POST", f"/api/photos/{value}/accepted", json={"tags": [{"label": "x"}]})
+        send("GET", f"/api/photos/{value}/sidecar")
         send("GET", "/api/folder", params={"offset": value, "limit": value})
         send("GET", "/api/folder/thumbnail", params={"path": "bad_%FF.jpg", "size": value})
         send("GET", "/api/photos/1/suggestions", params={"top_k": value})
     for path in PATHS:
         send("GET", "/api/folder", params={"path": path})
+        send("GET", "/api/folder", params={"keyword": path})
         send("GET", "/api/folder/thumbnail", params={"path": path})
         send("POST", "/api/folder/photos", json={"path": path})
     for body in BODIES:
         headers = {"Content-Type": "application/json"}
         send("POST", "/api/folder/photos", content=body, headers=headers)
         send("POST", "/api/photos/1/decisions", content=body, headers=headers)
+        send("POST", "/api/photos/1/accepted", content=body, headers=headers)
     jpeg = (EXAMPLES / "rocket.jpg").read_bytes()
     for name in ("a\x00b.jpg", "x" * 5000, "../../etc/passwd", "\u202eevil.jpg", ""):
         send("POST", "/api/photos", files={"file": (name, jpeg, "image/jpeg")})
@@ -404,6 +408,16 @@ def test_no_reply_reveals_server_paths(tiny_model, tmp_path):  # noqa: F811
         expected = [422, 422, 422, 404, private, 422, 422, 404, 404, 405]
         assert [r.status_code for r in replies] == expected
         assert replies[0].json()["detail"].startswith("broken.jpg: ")
+        # keywords that cannot be read: the reply names the sidecar, not its path
+        (folder / "cat.jpg").write_bytes((EXAMPLES / "chelsea.jpg").read_bytes())
+        (folder / "cat.jpg.xmp").write_text("<x:xmpmeta>Tom & Jerry")
+        photo = client.post("/api/folder/photos", json={"path": "cat.jpg"})
+        assert photo.json()["metadata_error"].startswith("cat.jpg.xmp: ")
+        decision = {"label": "cat", "decision": "accepted"}
+        photo_id = photo.json()["photo"]["id"]
+        refused = client.post(f"/api/photos/{photo_id}/decisions", json=decision)
+        assert refused.status_code == 422
+        replies += [photo, refused, client.get(f"/api/photos/{photo_id}/sidecar")]
         folder.rename(tmp_path / "moved")  # the served folder itself goes away
         gone = client.get("/api/folder")
         replies.append(gone)

@@ -11,7 +11,8 @@ to the file the service opened inside its folder and that no existing sidecar le
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class PhotoFile:
     def check_inside(self) -> None:
         """403 unless the photo and its existing sidecars resolve to files inside `root`."""
         for path in (self.path, *sidecar_paths(self.path)):
-            if (path == self.path or path.exists()) and not path.resolve().is_relative_to(
+            if (path == self.path or os.path.lexists(path)) and not path.resolve().is_relative_to(
                 self.root
             ):
                 raise RequestRefused(403, f"{self.shown(path)}: outside the served folder")
@@ -75,18 +76,25 @@ class PhotoFile:
         names[self.path] = self.name
         return names.get(Path(path), Path(path).name)
 
-    def refused(self, error: MetadataError) -> RequestRefused:
-        """`error` as a 422 that names the file as the client knows it."""
-        problem = error.problem.replace(f"{self.root}{os.sep}", "")
-        fix = f". {error.fix}" if error.fix else ""
-        return RequestRefused(422, f"{self.shown(error.path)}: {problem}{fix}")
+    @contextmanager
+    def reported(self) -> Iterator[None]:
+        """A `MetadataError` (or an `OSError` around it) as a 422 that names the file as
+        the client knows it, never by its server path."""
+        try:
+            yield
+        except MetadataError as error:
+            problem = error.problem.replace(f"{self.root}{os.sep}", "")
+            fix = f". {error.fix}" if error.fix else ""
+            raise RequestRefused(422, f"{self.shown(error.path)}: {problem}{fix}") from None
+        except OSError as error:
+            name = self.shown(error.filename or self.path)
+            why = error.strerror or "cannot be read"
+            raise RequestRefused(422, f"{name}: its keywords cannot be read ({why})") from None
 
     def keywords(self) -> PhotoKeywords:
         """The photo's keywords (`read_keywords`); 422 if they cannot be read completely."""
-        try:
+        with self.reported():
             return read_keywords(self.path)
-        except MetadataError as error:
-            raise self.refused(error) from None
 
     def apply(
         self, decisions: Sequence[tuple[str, str, float | None]], provenance: Provenance
@@ -98,7 +106,7 @@ class PhotoFile:
         sidecar's keywords would not change. 422, the files unchanged, when the photo
         or a sidecar cannot be read completely or the write fails.
         """
-        try:
+        with self.reported():
             target = sidecar_for_writing(self.path)
             holder = read_holders(self.path).get(target)
             earlier = holder.automatic if holder else ()
@@ -114,8 +122,6 @@ class PhotoFile:
                 return None
             self.check_inside()
             return write_keywords(self.path, list(wanted.values()), provenance)
-        except MetadataError as error:
-            raise self.refused(error) from None
 
 
 def all_keywords(keywords: PhotoKeywords | None, accepted: Iterable[str] = ()) -> set[str]:
