@@ -203,6 +203,15 @@ def test_other_sites_cannot_use_the_service_through_the_browser(
         assert db.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 0
 
 
+def _until(condition, timeout: float = 30.0) -> None:
+    """Wait for `condition()` (the page's CSP forbids Playwright's string expressions)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("the page did not get there within 30 s")
+        time.sleep(0.1)
+
+
 @pytest.mark.integration
 def test_heic_preview_accept_all_and_keyword_filter_in_chromium(
     sync_playwright,
@@ -242,9 +251,8 @@ def test_heic_preview_accept_all_and_keyword_filter_in_chromium(
             page.set_input_files("#upload", str(heic))
             card = page.locator(".card").first
             page.wait_for_selector(".card[data-photo-id] .chip", timeout=120_000)
-            page.wait_for_function(
-                "document.querySelector('.card img').naturalWidth > 0", timeout=30_000
-            )
+            image = card.locator("img")
+            _until(lambda: image.evaluate("img => img.naturalWidth") > 0)  # a picture shown
             assert card.locator("img").get_attribute("src").startswith("blob:")
             labels = card.locator(".chip").evaluate_all("cs => cs.map(c => c.dataset.label)")
             card.locator("button.accept-all").click()
@@ -254,9 +262,7 @@ def test_heic_preview_accept_all_and_keyword_filter_in_chromium(
 
             page.fill("#folder-keyword", "TABBY")
             page.click("#folder-filter button")
-            page.wait_for_function(
-                "document.querySelectorAll('#folder-photos figure').length === 1", timeout=30_000
-            )
+            _until(lambda: page.locator("#folder-photos figure").count() == 1)
             assert page.locator("#folder-photos figcaption").inner_text() == "chelsea.jpg"
             page.click("#folder-photos figure")
             page.wait_for_selector(".card:first-child[data-photo-id] .chip", timeout=120_000)
