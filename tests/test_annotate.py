@@ -63,17 +63,35 @@ def test_missing_and_unknown_model(photos, prior_model, capsys):
 @pytest.mark.integration
 def test_user_vocabulary_without_training(photos, prior_model, tmp_path, capsys):
     words = tmp_path / "words.txt"
-    words.write_text("cat\ncoffee\nanimal\nsky\n")
+    words.write_text("cat\ncoffee\nanimal\nsky\nkitchen\n")
     code, out, err = run(
         ["annotate", str(photos), "--model", prior_model, "--vocabulary", str(words),
          "--format", "json", "--top-k", "2", "--runtime", "torch",
          "--store", str(tmp_path / "store"), "--workers", "0"], capsys,
     )  # fmt: skip
     assert code == 0
-    assert "'sky'" in err and "warning" in err  # reported: no ImageNet class below it
+    # reported: no ImageNet class below it, and not a word of the model ("sky" is)
+    assert "'kitchen'" in err and "warning" in err and "'sky'" not in err
     tags = {
         Path(r["path"]).name: [t["label"] for t in r["tags"]]
         for r in map(json.loads, out.splitlines())
     }
     assert tags["a.jpg"][0] == "coffee"
     assert set(tags["b.jpg"]) == {"cat", "animal"}
+
+
+@pytest.mark.integration
+def test_user_words_are_scored_by_the_default_models_keywords(tmp_path, capsys):
+    """ "sky" and "people" have no ImageNet class; the everyday model's Nature|Sky and
+    People score them."""
+    words = tmp_path / "words.txt"
+    words.write_text("sky\npeople\ncats\n")
+    code, out, err = run(
+        ["annotate", str(EXAMPLES / "rocket.jpg"), str(EXAMPLES / "astronaut.jpg"),
+         "--vocabulary", str(words), "--format", "json", "--top-k", "1",
+         "--store", str(tmp_path / "store")], capsys,
+    )  # fmt: skip
+    assert code == 0 and "warning" not in err
+    best = [json.loads(line)["tags"][0] for line in out.splitlines()]
+    assert [t["label"] for t in best] == ["sky", "people"]
+    assert min(t["score"] for t in best) > 0.7

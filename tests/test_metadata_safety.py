@@ -494,3 +494,16 @@ def test_stale_temporaries_of_killed_runs_are_removed_and_nothing_else(folder, r
     assert untag_files([str(photo)]) == (1, 0)
     assert not (folder / stale[0]).exists()
     assert remove_stale_temporaries(folder / "missing") == []
+
+
+def test_a_photo_name_too_long_for_photo_jpg_xmp_gets_photo_xmp(folder, real_photo):
+    """A 253-byte photo name leaves no room for ".xmp" after it: the sidecar is the
+    Lightroom name photo.xmp, read back and untagged as any other."""
+    photo = folder / ("a" * 249 + ".jpg")
+    photo.write_bytes(real_photo)
+    change = write_keywords(photo, [("Animals|Pets|Cat", 0.9)], PROVENANCE)
+    assert change.target == folder / ("a" * 249 + ".xmp")
+    assert [a.label for a in read_keywords(photo).automatic] == ["Animals|Pets|Cat"]
+    untag(photo)
+    assert read_keywords(photo).automatic == ()
+    assert photo.read_bytes() == real_photo

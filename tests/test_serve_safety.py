@@ -34,7 +34,7 @@ from phototag.app.web.security import MAKE_TOKEN, token_problem
 from phototag.errors import InvalidInputError
 from phototag.imaging import load_image
 
-TOKEN = secrets.token_urlsafe(32)
+TOKEN = "t" + secrets.token_urlsafe(32)  # never "-...", which argparse takes for an option
 
 
 def digests(folder: Path) -> dict[bytes, str]:

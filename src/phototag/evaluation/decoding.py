@@ -167,20 +167,22 @@ class LabelThresholds(Decoder):
             check_int("min_correct", min_correct, 1)
         thresholds = np.full(y_score.shape[1], fallback, dtype=np.float64)
         for j in range(y_score.shape[1]):
-            thresholds[j] = _best_threshold(
+            thresholds[j] = label_threshold(
                 y_true[:, j].astype(bool), y_score[:, j], fallback, min_precision, min_correct
             )
         return cls(thresholds, max_labels)
 
 
-def _best_threshold(
+def label_threshold(
     positive: np.ndarray,
     score: np.ndarray,
     fallback: float,
     min_precision: float | None,
     min_correct: int,
 ) -> float:
-    """The F1-best cut of one label's scores, or the lowest precise-enough cut."""
+    """One label's threshold (see `LabelThresholds.calibrate`): the cut of its `score`s
+    with the best F1 against `positive`, or with `min_precision` the lowest cut whose
+    precision reaches it with at least `min_correct` right; `fallback` when none."""
     n_positive = int(positive.sum())
     if n_positive == 0:
         return fallback

@@ -7,6 +7,7 @@ same photos again (with this or another model on the same encoder) decodes nothi
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from phototag.evaluation.decoding import Decoder, TopK
 from phototag.evaluation.predictions import Prediction
 from phototag.library.inputs import with_inputs
 from phototag.models.base import Annotator, decoded_tags
+from phototag.models.open_vocabulary import UncoveredWordsWarning
 
 if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are annotated
     from phototag.features.extract import FeatureSource
@@ -41,8 +43,9 @@ class UserVocabulary:
     """A user's own word list, scored without training.
 
     Every word gets the open-vocabulary score (ImageNet classes mapped through WordNet,
-    `imagenet_wordnet`); a word the trained model also knows gets the larger of the two
-    scores. Labels of the trained model that are not in the list are not suggested.
+    `imagenet_wordnet`); a word the trained model also knows (`shared_keywords`) gets
+    the larger of the two scores. Labels of the trained model that are not in the list
+    are not suggested. One `UncoveredWordsWarning` names the words neither can score.
     Decodes with the top 5 words unless told otherwise.
     """
 
@@ -54,29 +57,61 @@ class UserVocabulary:
         # the ImageNet classifier of the trained model's plain (option-free) encoder
         plain = [n for n in features if not is_descriptor(n) and not parse_source_spec(n)[1]]
         encoder = plain[0] if plain else "efficientnet_lite2"
-        self.open_vocabulary = ImageNetWordNetAnnotator.from_vocabulary(
-            list(words), encoder_name=encoder
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UncoveredWordsWarning)
+            self.open_vocabulary = ImageNetWordNetAnnotator.from_vocabulary(
+                list(words), encoder_name=encoder
+            )
         self.trained = trained
         self.vocabulary_ = self.open_vocabulary.vocabulary_
         self.decoder_: Decoder = TopK(5)
+        known = shared_keywords(self.vocabulary_, trained.vocabulary_)[0] if trained else []
+        report = self.open_vocabulary.coverage_report()
+        never = [w for i, w in enumerate(report.words) if not w.covered and i not in known]
+        if never:
+            listed = "; ".join(f"{w.word!r} ({w.reason})" for w in never[:8])
+            more = f"; and {len(never) - 8} more" if len(never) > 8 else ""
+            warnings.warn(
+                UncoveredWordsWarning(
+                    f"{len(never)} of {len(report.words)} words are neither an ImageNet "
+                    f"class nor a keyword of the model; never scored (always 0): {listed}{more}"
+                ),
+                stacklevel=2,
+            )
 
     def required_inputs(self) -> ModelInputs:
         inputs = self.open_vocabulary.required_inputs()
         return inputs if self.trained is None else inputs | self.trained.required_inputs()
 
     def predict(self, inputs: AnnotationSet) -> Prediction:
-        """The open-vocabulary scores, raised to the trained model's where it has the word."""
+        """The open-vocabulary scores, raised to the trained model's where it has the word
+        (by keyword: the user's ``sky`` is the model's ``Nature|Sky``)."""
         scores = self.open_vocabulary.scores(inputs)
         if self.trained is not None:
-            shared = [w for w in self.vocabulary_ if w in self.trained.vocabulary_]
-            if shared:
-                mine = self.vocabulary_.indices(shared)
-                theirs = self.trained.vocabulary_.indices(shared)
+            mine, theirs = shared_keywords(self.vocabulary_, self.trained.vocabulary_)
+            if mine:
                 scores[:, mine] = np.maximum(
                     scores[:, mine], self.trained.scores(inputs)[:, theirs]
                 )
         return Prediction(scores=scores)
+
+
+def shared_keywords(words: Vocabulary, labels: Vocabulary) -> tuple[list[int], list[int]]:
+    """Columns of `words` and of `labels` that name the same keyword: a label's last
+    level (``Nature|Sky`` is ``sky``), case-insensitively, or a word's singular in "s"."""
+
+    def key(label: str) -> str:
+        return label.rsplit("|", 1)[-1].strip().casefold()
+
+    by_key = {key(label): j for j, label in enumerate(labels)}
+    mine, theirs = [], []
+    for i, word in enumerate(words):
+        k = key(word)
+        j = by_key.get(k, by_key.get(k[:-1]) if k.endswith("s") else None)
+        if j is not None:
+            mine.append(i)
+            theirs.append(j)
+    return mine, theirs
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from phototag.metadata.fields import (
     unique_casefold,
 )
 
+#: The longest file name (bytes) of the file systems photos live on (ext4, APFS, NTFS).
+NAME_MAX = 255
+
 
 def sidecar_paths(photo: str | os.PathLike[str]) -> tuple[Path, Path]:
     """The two sidecar names a photo can have: ``photo.jpg.xmp`` then ``photo.xmp``."""
@@ -28,9 +31,11 @@ def sidecar_paths(photo: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 def sidecar_for_writing(photo: str | os.PathLike[str]) -> Path:
     """The sidecar phototag writes: an existing one (``photo.jpg.xmp`` first), else a new
-    ``photo.jpg.xmp``, the name darktable and digiKam read by default."""
+    ``photo.jpg.xmp``, the name darktable and digiKam read by default (``photo.xmp``, the
+    Lightroom name, where that name would be longer than a file name can be)."""
     candidates = sidecar_paths(photo)
-    return next((p for p in candidates if p.is_file()), candidates[0])
+    fits = [p for p in candidates if len(os.fsencode(p.name)) <= NAME_MAX]
+    return next((p for p in candidates if os.path.isfile(p)), fits[0] if fits else candidates[0])
 
 
 def read_holders(photo: str | os.PathLike[str]) -> dict[Path, KeywordFields]:
@@ -44,7 +49,8 @@ def read_holders(photo: str | os.PathLike[str]) -> dict[Path, KeywordFields]:
         raise MetadataError(photo, "no such photo", "Check the path.")
     holders = {photo: _exiv2.read_fields(_exiv2.open_image(photo))}
     for sidecar in dict.fromkeys(sidecar_paths(photo)):
-        if sidecar.is_file() and sidecar != photo:
+        # os.path.isfile: a name too long to exist (a 252-byte photo name + ".xmp") is absent
+        if os.path.isfile(sidecar) and sidecar != photo:
             holders[sidecar] = _exiv2.read_fields(_exiv2.open_sidecar(sidecar))
     return holders
 

@@ -275,6 +275,8 @@ def _status(target: Path) -> os.stat_result | None:
         return os.stat(target)
     except FileNotFoundError:
         return None
+    except OSError as error:  # a name too long, a loop of links, no permission
+        raise MetadataError(target, f"cannot look at it ({error.strerror})") from None
 
 
 def _check_not_read_only(target: Path, status: os.stat_result, *, embed: bool) -> None:

@@ -140,6 +140,7 @@ def _import_builtin_readers() -> None:
     from phototag.data.readers import (  # noqa: F401
         coco,
         corel5k,
+        everyday,
         folder,
         mirflickr,
         mulan,

@@ -357,6 +357,30 @@ def _with_photos(
     return dataset
 
 
+def _read_photos(root: Path, image_dir: Path) -> AnnotationSet:
+    """Every photo of `image_dir` with its 38 official labels, and its user tags where
+    the photo is a row of the cleaned matrices."""
+    photos = _numbered(image_dir.resolve(), IMAGE)
+    if not photos:
+        raise DatasetFormatError(image_dir, f"no photos im<N>.jpg found; expected {MAT_LAYOUT}")
+    numbers = sorted(photos)
+    ids = [f"im{number}.jpg" for number in numbers]
+    vocabulary, labels = _read_official_labels(root / OFFICIAL_LABELS, ids)
+    notes = [f"{len(ids)} photos of {image_dir}, labelled by {OFFICIAL_LABELS}"]
+    rows_file = root / ROWS / "row_image_ids.txt"
+    fields: dict[str, Any] = {}
+    if rows_file.is_file() and (root / YALL).is_file():
+        n_rows = _load_mat(root / LALL, "LAll").shape[0]
+        row_of = {number: row for row, number in enumerate(_read_row_numbers(rows_file, n_rows))}
+        mat = _read_mat_tags(root, n_rows, notes)
+        rows = [row_of.get(number, n_rows) for number in numbers]  # n_rows: no tags
+        tags = sp.vstack([mat["user_tags"], sp.csr_matrix((1, mat["user_tags"].shape[1]))])
+        fields = {"tag_vocabulary": mat["tag_vocabulary"], "user_tags": tags.tocsr()[rows]}
+        notes.append(f"{sum(r < n_rows for r in rows)} of them are rows with user tags")
+    dataset = AnnotationSet("mirflickr", ids, vocabulary, labels, notes=notes, **fields)
+    return attach_images(dataset, [str(photos[n]) for n in numbers], np.arange(len(ids)))
+
+
 # ------------------------------------------------------------- official form
 
 
@@ -520,6 +544,7 @@ def read_mirflickr(
     min_tag_count: str | None = None,
     images: str | None = None,
     missing_images: str | None = None,
+    items: str | None = None,
     test_size: str | None = None,
     seed: str | None = None,
 ) -> AnnotationSet:
@@ -545,6 +570,10 @@ def read_mirflickr(
             ``PATH/images``, attached only when this or `missing_images` is given).
         missing_images: ``error`` (default) or ``drop`` items whose image is missing
             (.mat form: ``drop`` keeps only the rows with a photo).
+        items (.mat form): ``rows`` (default; the rows of LAll) or ``photos``: every
+            photo ``im<N>.jpg`` in the photo folder, labelled by
+            ``official_labels_38.tsv`` (all 38 columns; user tags where the photo is a
+            row of YAll, none otherwise).
         test_size: none by default (no official split, so no splits); a count (2000,
             the common query-set size) or fraction (0.2) makes a seeded random
             ``train``/``test`` split of the items read (after dropping).
@@ -562,12 +591,15 @@ def read_mirflickr(
     if (root / LALL).is_file():
         given = {"relevant_only": relevant_only, "tags": tags, "min_tag_count": min_tag_count}
         _reject(".mat", given)
+        if choice_option("items", items, ("rows", "photos"), "rows") == "photos":
+            _reject("items=photos", {"labels": labels, "missing_images": missing_images})
+            return _with_split(_read_photos(root, image_root or root / "images"), test_size, seed)
         labels_mode = choice_option("labels", labels, ("lall", "official38"), "lall")
         dataset, numbers = _read_mat(root, labels_mode)
         attach = image_root is not None or missing_images not in (None, "")
         dataset = _with_photos(dataset, numbers, root, image_root, attach, drop)
         return _with_split(dataset, test_size, seed)
-    _reject("official", {"labels": labels})
+    _reject("official", {"labels": labels, "items": items})
     strict = bool_option("relevant_only", relevant_only, False)
     tag_mode = choice_option("tags", tags, ("clean", "raw", "none"), "clean")
     min_count = int_option("min_tag_count", min_tag_count, 1, minimum=1)
