@@ -269,6 +269,39 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rules_table(model: Any) -> str:
+    """The keyword-by-keyword table of docs/models/everyday.md: each keyword's ImageNet
+    classes, photo labels and threshold in `model`."""
+    from phototag.data.everyday import read_table
+    from phototag.features.encoders.imagenet import imagenet_class
+    from phototag.models.everyday.rules import rule_classes
+    from phototag.models.open_vocabulary import wordnet_database
+
+    db = wordnet_database()
+    thresholds = {path: threshold for path, _, threshold in model.describe()}
+    lines = [
+        "| keyword | ImageNet classes (count: examples) | trained on photo labels | threshold |",
+        "|---|---|---|---|",
+    ]
+    for word in read_table():
+        names = [imagenet_class(i).name for i in rule_classes(word, db)] if word.imagenet else []
+        more = ", ..." if len(names) > 8 else ""
+        classes = f"{len(names)}: {', '.join(names[:8])}{more}" if names else ""
+        photos = "; ".join(f"{name}: {', '.join(labels)}" for name, labels in word.photos)
+        t = thresholds[word.path]
+        shown = "never" if t == np.inf else f"{t:.2f}"
+        lines.append(f"| {word.path.replace('|', ' › ')} | {classes} | {photos} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_rules_table(path: Path, table: str) -> None:
+    heading = "## The rules, keyword by keyword"
+    doc = path.read_text(encoding="utf-8")
+    head, _, rest = doc.partition(heading)
+    intro = rest[: rest.index("| keyword |")]
+    path.write_text(head + heading + intro + table, encoding="utf-8")
+
+
 def write_docs(path: Path, text: str) -> None:
     doc = path.read_text(encoding="utf-8")
     begin, end = MARKERS
@@ -311,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.docs:
         write_docs(Path(args.docs), text)
+        write_rules_table(ROOT / "docs" / "models" / "everyday.md", rules_table(model))
     if result["everyday_photos"]["unjudged"]:
         print(
             "not judged yet:", *result["everyday_photos"]["unjudged"], sep="\n  ", file=sys.stderr

@@ -186,3 +186,21 @@ def test_the_everyday_reader_labels_each_photo_with_its_own_dataset(shared_data)
     assert labels[origin == "corel5k", sky].any() and labels[origin == "mirflickr", sky].any()
     assert labels[origin == "mirflickr", indoor].any()
     assert data.item_ids[0].startswith("corel5k/") and data.item_ids[-1].startswith("mirflickr/")
+
+
+def test_the_documented_rule_table_is_the_shipped_one():
+    """docs/models/everyday.md lists every keyword with its class count and threshold."""
+    from pathlib import Path
+
+    from phototag.pretrained import load_model
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "models" / "everyday.md"
+    rows = doc.read_text().split("## The rules, keyword by keyword")[1].splitlines()
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows if row.startswith("| ")]
+    documented = {c[0].replace(" › ", "|"): (c[1].partition(":")[0], c[3]) for c in cells[1:]}
+    shipped = {path: threshold for path, _, threshold in load_model("default").describe()}
+    assert list(documented) == list(WORDS) == list(shipped)
+    for path, (count, threshold) in documented.items():
+        assert count == (str(len(classes_of(path))) if WORDS[path].imagenet else ""), path
+        expected = "never" if shipped[path] == np.inf else f"{shipped[path]:.2f}"
+        assert threshold == expected, path
