@@ -166,7 +166,7 @@ def plot(points: list[dict[str, float]], model_point: dict[str, Any], path: Path
         ax.annotate(f"{p['threshold']:.2f}", (p["keywords_per_photo"], 100 * p["precision"]),
                     textcoords="offset points", xytext=(4, 4), fontsize=7)  # fmt: skip
     ax.plot([model_point["judged_per_photo"]], [100 * model_point["precision"]], "*",
-            color="tab:red", markersize=14, label="the model's per-keyword thresholds")  # fmt: skip
+            color="tab:red", markersize=14, label="the model's own thresholds")  # fmt: skip
     ax.axhline(80, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("judged keywords per photo")
     ax.set_ylabel("keywords right (%)")

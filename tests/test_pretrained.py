@@ -28,7 +28,7 @@ def test_the_default_model_is_the_everyday_model():
 
 def test_the_default_model_is_right_on_held_out_mirflickr_photos(shared_data, tmp_path):
     """docs/pretrained.md: on the 200 MIRFLICKR photos of the everyday test split, at
-    least 80% of the judged keywords are right (85.5% measured), about 1.9 per photo."""
+    least 80% of the judged keywords are right (82.7% measured), about 2.2 per photo."""
     from phototag.data.readers import read_dataset
     from phototag.features.attach import with_features
 
@@ -39,8 +39,8 @@ def test_the_default_model_is_right_on_held_out_mirflickr_photos(shared_data, tm
     written = model.decoder_.decode(model.scores(test))
     judged = written & np.array([bool(word.photo_labels("mirflickr")) for word in read_table()])
     right = judged & test.labels.toarray().astype(bool)
-    assert right.sum() / judged.sum() == pytest.approx(0.855, abs=0.01)
-    assert judged.sum() / test.n_items == pytest.approx(1.89, abs=0.05)
+    assert right.sum() / judged.sum() == pytest.approx(0.827, abs=0.01)
+    assert judged.sum() / test.n_items == pytest.approx(2.17, abs=0.05)
 
 
 def test_the_corel5k_model_ships_with_the_package():

@@ -36,6 +36,8 @@ _EPS = 1e-4
 MIN_POSITIVES = 8
 #: No keyword is written below this probability.
 MIN_THRESHOLD = 0.5
+#: A keyword written this often on held-out photos is checked on its own.
+MIN_WRITTEN = 5
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -136,18 +138,14 @@ class EverydayAnnotator(Annotator):
         rule_logit = _logit(self._rule_mass(x))
         head_logit = np.zeros_like(rule_logit)
         head_logit[:, head_ids] = out_of_fold
-        self.calibration_, shared = self._calibrate(
+        self.calibration_ = self._calibrate(
             head_logit, rule_logit, y, known, weight, has_head, has_rule
         )
-        pooled = known & has_rule & y.any(axis=0)  # rule keywords on their labelled photos
-        shared_probability = 1.0 / (1.0 + np.exp(-(rule_logit * shared[0] + shared[1])))
         self.decoder_ = LabelThresholds(
             self._thresholds(
                 self._probabilities(head_logit, rule_logit),
                 y,
                 np.where(preferred.any(axis=0), preferred, known),
-                shared_probability,
-                pooled,
             ),
             self.max_keywords,
         )
@@ -179,9 +177,9 @@ class EverydayAnnotator(Annotator):
         weight: np.ndarray,
         has_head: np.ndarray,
         has_rule: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``[n_words, 3]``: (a_head, a_rule, b) per keyword, and the (a_rule, b) shared
-        by the rule keywords without labelled photos."""
+    ) -> np.ndarray:
+        """``[n_words, 3]``: (a_head, a_rule, b) per keyword; the rule keywords without
+        labelled photos share the (a_rule, b) fitted on all the rule keywords with them."""
         labelled = known.any(axis=0) & y.any(axis=0)
         rows, cols = np.nonzero(known & (labelled & has_rule))
         shared = fit_platt(
@@ -198,30 +196,27 @@ class EverydayAnnotator(Annotator):
             coefficients[j] = 0.0
             coefficients[j, slots] = fitted[:-1]
             coefficients[j, 2] = fitted[-1]
-        return coefficients.astype(np.float32), shared
+        return coefficients.astype(np.float32)
 
-    def _thresholds(
-        self,
-        p: np.ndarray,
-        y: np.ndarray,
-        known: np.ndarray,
-        shared_p: np.ndarray,
-        pooled: np.ndarray,
-    ) -> np.ndarray:
-        """Per keyword, the lowest probability at which its held-out keywords are right at
-        least `min_precision` of the time; keywords with too few labelled photos take
-        the threshold of the shared rule curve `shared_p` on the `pooled` entries."""
-        shared = label_threshold(y[pooled], shared_p[pooled], 1.0, self.min_precision, 20)
-        thresholds = np.full(p.shape[1], shared)
-        for j in range(p.shape[1]):
-            rows = known[:, j]
-            if y[rows, j].sum() >= MIN_POSITIVES:
-                thresholds[j] = label_threshold(
-                    y[rows, j], p[rows, j], np.inf, self.min_precision, 3
-                )
-        thresholds[np.array(self.keyword_sources_) == "none"] = np.inf
+    def _thresholds(self, p: np.ndarray, y: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """One threshold for every keyword: the lowest probability at which the held-out
+        keywords of all keywords together are right at least `min_precision` of the time
+        (never below 0.5). A keyword whose own held-out keywords above it are right less
+        than half the time gets its own `min_precision` cut instead, or is never written;
+        so does a keyword without evidence."""
+        labelled = known & y.any(axis=0)
+        common = label_threshold(y[labelled], p[labelled], 1.0, self.min_precision, 20)
         # below 0.5 a keyword is more likely wrong than right, whatever a test set says
-        return np.maximum(thresholds, MIN_THRESHOLD)
+        common = max(common, MIN_THRESHOLD)
+        thresholds = np.full(p.shape[1], common)
+        for j in range(p.shape[1]):
+            written = known[:, j] & (p[:, j] >= common)
+            if written.sum() >= MIN_WRITTEN and y[written, j].mean() < 0.5:
+                rows = known[:, j]
+                own = label_threshold(y[rows, j], p[rows, j], np.inf, self.min_precision, 3)
+                thresholds[j] = max(own, common)
+        thresholds[np.array(self.keyword_sources_) == "none"] = np.inf
+        return thresholds
 
     # ------------------------------------------------------------------- scoring
     def _scores(self, inputs: AnnotationSet) -> np.ndarray:
