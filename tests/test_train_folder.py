@@ -197,3 +197,29 @@ def test_precision_calibration_suggests_a_keyword_only_where_it_is_right_often()
     assert model.decoder_.max_labels == 1
     tags = [[label for label, _ in row] for row in model.annotate(library.subset(range(10)))]
     assert tags == [["sky"]] * 5 + [["sea"]] + [["sky"]] * 4
+
+
+def test_a_keyword_the_model_would_put_on_every_photo_is_not_suggested():
+    """Issue 14's re-test: a keyword whose F1-best cut lies below every validation photo
+    (here "cat", which the model scores the same everywhere) would go on every photo,
+    wrong on most; it is not suggested, and the report says so."""
+    from phototag.library.learning import fit_on_library
+
+    n = 200
+    sets = [["sea"] if i % 10 == 5 else ["sky", "cat"] if i % 10 == 0 else ["sky"]
+            for i in range(n)]  # fmt: skip
+    library = from_label_sets("lib", [f"{i}.jpg" for i in range(n)], sets,
+                              features={"f": np.zeros((n, 4), np.float32)})  # fmt: skip
+
+    class FlatCat(SkyOrSea):
+        def _scores(self, inputs):
+            scores = super()._scores(inputs)
+            scores[:, self.vocabulary_.index("cat")] = 0.3
+            return scores
+
+    model = FlatCat()
+    report = fit_on_library(model, library, min_label_count=2)
+    cat = next(r for r in report.labels if r.label == "cat")
+    assert cat.threshold == np.inf and cat.predicted == 0 and "every photo" in cat.note
+    assert any("not suggested: cat" in warning for warning in report.warnings)
+    assert "cat" not in {label for row in model.annotate(library) for label, _ in row}

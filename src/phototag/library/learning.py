@@ -227,11 +227,25 @@ def fit_on_library(
     if min_precision is None:
         fallback = float(np.median(thresholds[calibrated])) if calibrated.any() else 0.5
         thresholds[~calibrated] = fallback
+    # a cut below every validation photo tells nothing apart: the keyword would go on
+    # every photo, right only as often as it occurs, here on fewer than half of them
+    everywhere = (scores >= thresholds[None, :]).all(axis=0) & (truth.mean(axis=0) < 0.5)
+    thresholds[everywhere] = np.inf
     model.decoder_ = LabelThresholds(thresholds, max_labels)
     predicted = scores >= thresholds[None, :]
     correct = (truth & predicted).sum(axis=0)
+    if everywhere.any():
+        names = ", ".join(data.vocabulary[j] for j in np.flatnonzero(everywhere))
+        report.warnings.append(
+            f"not suggested: {names} (the model cannot tell the photos with them from the "
+            "others: each would go on every photo, wrong on most): tag more photos with and "
+            "without them"
+        )
     for j, name in enumerate(data.vocabulary):
-        note = "" if calibrated[j] else _uncalibrated_note(min_precision, valid_counts[j])
+        if everywhere[j]:
+            note = "would be on every photo, wrong on most: not suggested"
+        else:
+            note = "" if calibrated[j] else _uncalibrated_note(min_precision, valid_counts[j])
         report.labels.append(LabelResult(
             name, int(train_counts[j]), int(valid_counts[j]), float(thresholds[j]),
             int(predicted[:, j].sum()), int(correct[j]), note,
@@ -253,6 +267,8 @@ def _uncalibrated_note(min_precision: float | None, valid_photos: int) -> str:
         return "no validation photo: median threshold"
     if not valid_photos:
         return "no validation photo: not suggested"
+    if valid_photos < 2:
+        return "one validation photo, 2 right needed: not suggested"
     return f"never right {min_precision:.0%} of the time on validation: not suggested"
 
 
