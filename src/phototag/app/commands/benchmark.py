@@ -12,7 +12,13 @@ from typing import Any
 
 from phototag.app.options import add_store_options, attach_inputs, parse_params
 from phototag.errors import InvalidInputError
+from phototag.evaluation.studies import FOLDER_OPTIONS, StudyData
 from phototag.fileio import atomic_write
+
+#: Paper studies: `phototag benchmark NAME` runs the study module's parts
+#: (`phototag.evaluation.studies` describes the contract).
+STUDIES = {"m3": "phototag.models.m3.benchmark",
+           "recurrent": "phototag.models.recurrent.benchmark"}  # fmt: skip
 
 
 def _add_benchmark(commands: argparse._SubParsersAction) -> None:
@@ -25,9 +31,10 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "benchmark",
-        choices=("corel5k", "m3"),
-        help="which tables to reproduce: corel5k (the CCA-KNN paper's Table 1) or m3 (the "
-        "M3 paper's ablation, comparison and LQP tables; docs/models/m3.md)",
+        choices=("corel5k", *STUDIES),
+        help="which tables to reproduce: corel5k (the CCA-KNN paper's Table 1), m3 (the M3 "
+        "paper's ablation, comparison and LQP tables; docs/models/m3.md), recurrent "
+        "(CNN-RNN and JVSP, their ablation and small objects; docs/models/recurrent.md)",
     )
     parser.add_argument(
         "--data",
@@ -35,21 +42,52 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="the Corel-5k folder (e.g. ../shared/data/corel5k)",
     )
-    m3 = parser.add_argument_group("m3")
-    m3.add_argument("--mirflickr", type=Path, metavar="DIR",
-                    help="the MIRFLICKR-25k folder (e.g. ../shared/data/mirflickr25k)")  # fmt: skip
-    m3.add_argument("--part", action="append", dest="parts", metavar="PART",
-                    help="run only this part: corel5k, mirflickr-tags or mirflickr-photos "
-                    "(repeatable; default: those whose data is given)")  # fmt: skip
-    m3.add_argument("--epochs", type=int, default=10, help="epochs of each training stage")
-    m3.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                    help="an M3 setting for every run (e.g. visual_lr=0.01)")  # fmt: skip
-    m3.add_argument("--results", type=Path, default=Path("bench/results"), metavar="DIR",
-                    help="where each part's JSON is written and read back for the tables "
-                    "(default: bench/results)")  # fmt: skip
-    m3.add_argument("--docs", type=Path, metavar="FILE",
-                    help="replace the M3 section of this markdown file (between "
-                    "'<!-- m3:begin -->' and '<!-- m3:end -->') with the tables")  # fmt: skip
+    study = parser.add_argument_group("paper studies (m3, recurrent)")
+    study.add_argument(
+        "--mirflickr",
+        type=Path,
+        metavar="DIR",
+        help="the MIRFLICKR-25k folder (e.g. ../shared/data/mirflickr25k)",
+    )
+    study.add_argument(
+        "--mulan", type=Path, metavar="DIR", help="the Mulan folder (e.g. ../shared/data/mulan)"
+    )
+    study.add_argument(
+        "--part",
+        action="append",
+        dest="parts",
+        metavar="PART",
+        help="run only this part of the study (repeatable; default: those "
+        "whose data is given); the study's docs list its parts",
+    )
+    study.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="training epochs (of each stage; default: the study's own)",
+    )
+    study.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model setting for every run (e.g. visual_lr=0.01)",
+    )
+    study.add_argument(
+        "--results",
+        type=Path,
+        default=Path("bench/results"),
+        metavar="DIR",
+        help="where each part's JSON is written and read back for the tables "
+        "(default: bench/results)",
+    )
+    study.add_argument(
+        "--docs",
+        type=Path,
+        metavar="FILE",
+        help="replace the study's section of this markdown file (between "
+        "'<!-- STUDY:begin -->' and '<!-- STUDY:end -->') with the tables",
+    )
     parser.add_argument(
         "--model",
         action="append",
@@ -65,8 +103,8 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
-    if args.benchmark == "m3":
-        return _run_m3(args)
+    if args.benchmark in STUDIES:
+        return _run_study(args)
     if args.data is None:
         raise InvalidInputError("--data", "the Corel-5k folder", "nothing")
     return _run_corel5k(args)
@@ -114,37 +152,54 @@ def _run_corel5k(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_m3(args: argparse.Namespace) -> int:
-    """Run the asked parts of the M3 study, save each as JSON, then render every saved
+def _run_study(args: argparse.Namespace) -> int:
+    """Run the asked parts of a paper study, save each as JSON, then render every saved
     part as tables (on stdout, and into ``--docs``)."""
-    from phototag.models.m3 import benchmark
+    from importlib import import_module
 
-    given = {"corel5k": args.data, "mirflickr-tags": args.mirflickr,
-             "mirflickr-photos": args.mirflickr}  # fmt: skip
-    parts = args.parts or [part for part, folder in given.items() if folder is not None]
+    name = args.benchmark
+    study = import_module(STUDIES[name])
+    folders = {"corel5k": args.data, "mirflickr": args.mirflickr, "mulan": args.mulan}
+    parts = args.parts or [p for p in study.PARTS if folders[study.FOLDERS[p]] is not None]
+    if not parts:
+        options = sorted({FOLDER_OPTIONS[study.FOLDERS[p]] for p in study.PARTS})
+        raise InvalidInputError("--part", f"a dataset folder ({', '.join(options)})", "none")
     for part in parts:
-        if part not in benchmark.PARTS:
-            raise InvalidInputError("--part", f"one of {', '.join(benchmark.PARTS)}", repr(part))
-    m3 = parse_params(args.param)
+        if part not in study.PARTS:
+            raise InvalidInputError("--part", f"one of {', '.join(study.PARTS)}", repr(part))
+    params = parse_params(args.param)
+    epochs = study.EPOCHS if args.epochs is None else args.epochs
+    data = StudyData(folders, args.encoder, partial(_read, args=args))
     progress = partial(print, file=sys.stderr)
     for part in parts:
         start = time.perf_counter()
-        rows = _M3_PARTS[part](args, m3, progress)
-        saved = {"part": part, "rows": rows, "epochs": args.epochs, "params": m3,
-                 "seconds": time.perf_counter() - start,
-                 "command": _m3_command(args, part)}  # fmt: skip
+        rows = study.run_part(part, data, epochs=epochs, params=params, progress=progress)
+        folder = study.FOLDERS[part]
+        command = (f"phototag benchmark {name} --part {part} {FOLDER_OPTIONS[folder]} "
+                   f"{folders[folder]} --epochs {epochs}"
+                   + "".join(f" --param {p}" for p in args.param))  # fmt: skip
+        saved = {"part": part, "rows": rows, "epochs": epochs, "params": params,
+                 "seconds": time.perf_counter() - start, "command": command}  # fmt: skip
         args.results.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.results / f"m3_{part}.json", json.dumps(saved, indent=1) + "\n")
+        atomic_write(args.results / f"{name}_{part}.json", json.dumps(saved, indent=1) + "\n")
     saved_parts = {}
-    for part in benchmark.PARTS:
-        path = args.results / f"m3_{part}.json"
+    for part in study.PARTS:
+        path = args.results / f"{name}_{part}.json"
         if path.is_file():
             saved_parts[part] = json.loads(path.read_text())
-    tables = benchmark.markdown(saved_parts)
+    tables = study.markdown(saved_parts)
     print(tables)
     if args.docs is not None:
-        replace_section(args.docs, "m3", tables)
+        replace_section(args.docs, name, tables)
     return 0
+
+
+def _read(spec: str, inputs: Any, *, args: argparse.Namespace) -> Any:
+    """The dataset `spec`, with the model inputs `inputs` filled by the store options."""
+    from phototag.data.readers import read_dataset
+
+    dataset = read_dataset(spec)
+    return dataset if inputs is None else attach_inputs(dataset, inputs, args)
 
 
 def replace_section(path: Path, name: str, text: str) -> None:
@@ -164,60 +219,6 @@ def replace_section(path: Path, name: str, text: str) -> None:
     head, rest = content.split(begin)
     tail = rest.split(end)[1]
     atomic_write(path, f"{head}{begin}\n{text}{end}{tail}")
-
-
-def _m3_command(args: argparse.Namespace, part: str) -> str:
-    data = {"corel5k": f"--data {args.data}"}.get(part, f"--mirflickr {args.mirflickr}")
-    params = "".join(f" --param {p}" for p in args.param)
-    return f"phototag benchmark m3 --part {part} {data} --epochs {args.epochs}{params}"
-
-
-def _m3_corel5k(args: argparse.Namespace, m3: dict, progress: Any) -> list:
-    from phototag.data.inputs import ModelInputs
-    from phototag.data.readers import read_dataset
-    from phototag.models.m3 import M3Annotator, benchmark
-
-    if args.data is None:
-        raise InvalidInputError("--data", "the Corel-5k folder for the corel5k part", "nothing")
-    dataset = read_dataset(f"corel5k:{args.data}")
-    inputs = M3Annotator(**m3).required_inputs() | ModelInputs(features=(args.encoder,))
-    train = attach_inputs(dataset.split("train"), inputs, args)
-    test = attach_inputs(dataset.split("test"), inputs, args)
-    return benchmark.run_corel5k(train, test, features=args.encoder, epochs=args.epochs,
-                                 progress=progress, **m3)  # fmt: skip
-
-
-def _m3_mirflickr_tags(args: argparse.Namespace, m3: dict, progress: Any) -> list:
-    from phototag.data.readers import read_dataset
-    from phototag.models.m3 import benchmark
-
-    dataset = read_dataset(f"mirflickr:{_mirflickr(args)}?test_size=0.2&seed=0")
-    train, test = dataset.split("train"), dataset.split("test")
-    progress(f"mirflickr tags: {train.n_items} training and {test.n_items} test rows")
-    return benchmark.run_mirflickr_tags(train, test, epochs=args.epochs, **m3)
-
-
-def _m3_mirflickr_photos(args: argparse.Namespace, m3: dict, progress: Any) -> list:
-    from phototag.data.readers import read_dataset
-    from phototag.models.m3 import M3Annotator, benchmark
-
-    inputs = M3Annotator(**m3, tags=True).required_inputs()
-    splits = []
-    for seed in range(5):
-        spec = f"mirflickr:{_mirflickr(args)}?missing_images=drop&test_size=0.2&seed={seed}"
-        dataset = attach_inputs(read_dataset(spec), inputs, args)
-        splits.append((dataset.split("train"), dataset.split("test")))
-    return benchmark.run_mirflickr_photos(splits, epochs=args.epochs, progress=progress, **m3)
-
-
-def _mirflickr(args: argparse.Namespace) -> Path:
-    if args.mirflickr is None:
-        raise InvalidInputError("--mirflickr", "the MIRFLICKR-25k folder", "nothing")
-    return args.mirflickr
-
-
-_M3_PARTS = {"corel5k": _m3_corel5k, "mirflickr-tags": _m3_mirflickr_tags,
-             "mirflickr-photos": _m3_mirflickr_photos}  # fmt: skip
 
 
 def register(commands: argparse._SubParsersAction) -> None:

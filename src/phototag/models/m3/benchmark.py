@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from phototag.data import AnnotationSet
+from phototag.data.inputs import ModelInputs
 from phototag.evaluation.decoding import Decoder, Quantity, TopK
 from phototag.evaluation.metrics import (
     annotation_report,
@@ -31,10 +32,13 @@ from phototag.evaluation.metrics import (
 )
 from phototag.evaluation.model_selection import select_by_cv
 from phototag.evaluation.predictions import Prediction
+from phototag.evaluation.studies import StudyData
 from phototag.models.m3.annotators import M3Annotator
 from phototag.models.registry import create_annotator
 
 PARTS = ("corel5k", "mirflickr-tags", "mirflickr-photos")
+FOLDERS = {"corel5k": "corel5k", "mirflickr-tags": "mirflickr", "mirflickr-photos": "mirflickr"}
+EPOCHS = 10
 #: The table's columns: phototag's report keys, and the paper's names for them.
 COLUMNS = (("C-P", "C-P"), ("C-R", "C-R"), ("C-F1", "C-F1"), ("O-P", "I-P"), ("O-R", "I-R"),
            ("O-F1", "I-F1"), ("H-F1", "H-F1"))  # fmt: skip
@@ -193,6 +197,31 @@ def _mean_row(name: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 def _report(test: AnnotationSet, decoded: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     report = annotation_report(test.labels, decoded, scores)
     return {key: float(value) for key, value in report.items()}
+
+
+def run_part(
+    part: str, data: StudyData, *, epochs: int, params: dict[str, Any], progress: Progress
+) -> list[dict[str, Any]]:
+    """The rows of one part of the study (`PARTS`); `params` are M3 settings."""
+    if part == "corel5k":
+        inputs = M3Annotator(**params).required_inputs() | ModelInputs(features=(data.encoder,))
+        dataset = data.read(f"corel5k:{data.folder('corel5k')}", inputs)
+        train, test = dataset.split("train"), dataset.split("test")
+        return run_corel5k(train, test, features=data.encoder, epochs=epochs,
+                           progress=progress, **params)  # fmt: skip
+    folder = data.folder("mirflickr")
+    if part == "mirflickr-tags":
+        dataset = data.read(f"mirflickr:{folder}?test_size=0.2&seed=0", None)
+        train, test = dataset.split("train"), dataset.split("test")
+        progress(f"mirflickr tags: {train.n_items} training and {test.n_items} test rows")
+        return run_mirflickr_tags(train, test, epochs=epochs, **params)
+    inputs = M3Annotator(**params, tags=True).required_inputs()
+    splits = []
+    for seed in range(5):
+        spec = f"mirflickr:{folder}?missing_images=drop&test_size=0.2&seed={seed}"
+        dataset = data.read(spec, inputs)
+        splits.append((dataset.split("train"), dataset.split("test")))
+    return run_mirflickr_photos(splits, epochs=epochs, progress=progress, **params)
 
 
 # ---------------------------------------------------------------------- tables
