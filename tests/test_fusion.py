@@ -175,3 +175,17 @@ def test_fusion_on_scene_reaches_the_paper(scene):
         train
     )
     assert hamming_loss(test.labels, model.decoder_.decode_prediction(model.predict(test))) <= 0.134
+
+
+def test_study_tables_and_alpha_plot(tmp_path):
+    from phototag.models.fusion import benchmark
+
+    model = create_annotator("fusion", features=["good", "noise"], **SMALL).fit(_toy())
+    rows = benchmark.fusion_rows(model, _toy(40, seed=1), seconds=1.5)
+    assert [r["kind"] for r in rows[:2]] == ["fusion", "uniform"] and len(rows) == 2 + 6
+    saved = {"part": "scene", "rows": rows, "seconds": 60.0, "command": "phototag benchmark fusion"}
+    text = benchmark.markdown({"scene": saved})
+    assert "**fusion (EG)**" in text and "uniform alpha" in text and "| natural scene |" in text
+    assert "the best single modality" in text
+    png = benchmark.plot_alpha(saved, tmp_path / "alpha.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"

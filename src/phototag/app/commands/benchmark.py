@@ -18,7 +18,8 @@ from phototag.fileio import atomic_write
 #: Paper studies: `phototag benchmark NAME` runs the study module's parts
 #: (`phototag.evaluation.studies` describes the contract).
 STUDIES = {"m3": "phototag.models.m3.benchmark",
-           "recurrent": "phototag.models.recurrent.benchmark"}  # fmt: skip
+           "recurrent": "phototag.models.recurrent.benchmark",
+           "fusion": "phototag.models.fusion.benchmark"}  # fmt: skip
 
 
 def _add_benchmark(commands: argparse._SubParsersAction) -> None:
@@ -34,7 +35,9 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         choices=("corel5k", *STUDIES),
         help="which tables to reproduce: corel5k (the CCA-KNN paper's Table 1), m3 (the M3 "
         "paper's ablation, comparison and LQP tables; docs/models/m3.md), recurrent "
-        "(CNN-RNN and JVSP, their ablation and small objects; docs/models/recurrent.md)",
+        "(CNN-RNN and JVSP, their ablation and small objects; docs/models/recurrent.md), fusion "
+        "(modality fusion with EG weights: Hamming loss on scene, Corel-5k, MIRFLICKR; "
+        "docs/models/fusion.md)",
     )
     parser.add_argument(
         "--data",

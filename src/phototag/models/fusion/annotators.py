@@ -281,7 +281,7 @@ class FusionAnnotator(Annotator):
         held_out, labels = self._held_out
         n = len(self.modalities_)
         self.eg_search_: list[dict[str, float]] = []
-        if self.combination == "eg":
+        if self.combination == "eg" and n > 1:
             pairs = ranked_pairs(labels, self.max_pairs, self.seed)
             differences = pair_differences(held_out.transpose(0, 2, 1), pairs).astype(np.float64)
             eta, gamma = self._search(differences, pairs[0], labels.shape[0])
@@ -291,7 +291,7 @@ class FusionAnnotator(Annotator):
             self.alpha_steps_ = result.steps
         else:
             alpha = np.full(n, 1.0 / n)
-            if self.combination != "uniform":
+            if self.combination not in COMBINATIONS:
                 alpha = np.eye(n)[self.modalities_.index(self.combination)]
             self.alpha_, self.alpha_history_ = alpha, alpha[None, :]
             self.alpha_steps_ = np.zeros(1, dtype=np.int64)
