@@ -251,8 +251,8 @@ class NeighbourhoodAnnotator(Annotator):
         if encoding == "group":
             names = [str(g) for g in _groups(data)]
             known = np.array([g in self.group_vocabulary_ for g in names], dtype=bool)
-            ids = self.group_vocabulary_.indices([g for g, k in zip(names, known, strict=True) if k])
             rows = np.flatnonzero(known)
+            ids = self.group_vocabulary_.indices([names[i] for i in rows])
             shape = (data.n_items, len(self.group_vocabulary_))
             return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, ids)), shape=shape)
         tags = sp.csr_matrix(data.user_tags_in(self.tag_vocabulary_), dtype=np.float32)
