@@ -78,9 +78,11 @@ def main() -> None:
         "top_tag_share": float(frequency.max() / args.items),
         "generate_s": time.perf_counter() - start,
     }  # fmt: skip
+    print(f"generated: {result['generate_s']:.1f} s", flush=True)
     start = time.perf_counter()
     distances, indices = jaccard_neighbours(None, tags, args.max_rank, workers=args.workers)
     result["jaccard_s"] = time.perf_counter() - start
+    print(f"jaccard: {result['jaccard_s']:.1f} s", flush=True)
     result["jaccard_mean_distance"] = float(distances.mean())
     assert (indices >= 0).all() and (indices != np.arange(args.items)[:, None]).all()
     if not args.skip_cosine:

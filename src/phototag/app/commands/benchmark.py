@@ -19,7 +19,8 @@ from phototag.fileio import atomic_write
 #: (`phototag.evaluation.studies` describes the contract).
 STUDIES = {"m3": "phototag.models.m3.benchmark",
            "recurrent": "phototag.models.recurrent.benchmark",
-           "fusion": "phototag.models.fusion.benchmark"}  # fmt: skip
+           "fusion": "phototag.models.fusion.benchmark",
+           "neighbourhood": "phototag.models.neighbourhood.benchmark"}  # fmt: skip
 
 
 def _add_benchmark(commands: argparse._SubParsersAction) -> None:
@@ -37,7 +38,8 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
         "paper's ablation, comparison and LQP tables; docs/models/m3.md), recurrent "
         "(CNN-RNN and JVSP, their ablation and small objects; docs/models/recurrent.md), fusion "
         "(modality fusion with EG weights: Hamming loss on scene, Corel-5k, MIRFLICKR; "
-        "docs/models/fusion.md)",
+        "docs/models/fusion.md), neighbourhood (LTN, RTN, LTwin, LZip on metadata "
+        "neighbourhoods: MIRFLICKR tags and photos, Corel-5k CDs; docs/models/neighbourhood.md)",
     )
     parser.add_argument(
         "--data",

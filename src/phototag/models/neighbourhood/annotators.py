@@ -29,6 +29,8 @@ DEVICES = ("auto", "cpu", "cuda")
 PLAIN = ("id", "group")
 #: Items per forward pass when predicting (times `n_samples` neighbourhoods).
 PREDICT_BATCH = 256
+#: Word embeddings by spec, shared by the models of a process.
+_EMBEDDINGS: dict[str, Any] = {}
 
 
 @register_annotator("neighbourhood")
@@ -125,7 +127,6 @@ class NeighbourhoodAnnotator(Annotator):
         self.device = check_choice("device", device, DEVICES)
         self.workers = check_int("workers", workers, 1)
         self.verbose = verbose
-        self._embeddings: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -238,11 +239,12 @@ class NeighbourhoodAnnotator(Annotator):
             self.group_vocabulary_ = Vocabulary(sorted({str(g) for g in _groups(train)}))
 
     def _embedding(self, spec: str) -> Any:
-        if spec not in self._embeddings:
+        """The embedding `spec`, built once per process (WordNet's takes seconds)."""
+        if spec not in _EMBEDDINGS:
             from phototag.features.embeddings import create_embedding
 
-            self._embeddings[spec] = create_embedding(spec)
-        return self._embeddings[spec]
+            _EMBEDDINGS[spec] = create_embedding(spec)
+        return _EMBEDDINGS[spec]
 
     def _encode(self, data: AnnotationSet, encoding: str) -> np.ndarray | sp.csr_matrix:
         """The items' metadata under `encoding`: binary tag or group vectors (sparse), or
