@@ -14,13 +14,13 @@ from phototag.data import AnnotationSet, Vocabulary
 from phototag.errors import InvalidInputError
 from phototag.models import create_annotator
 from phototag.models.base import Annotator
-from phototag.models.neighbourhood.network import ARCHITECTURES
 from phototag.models.neighbourhood.neighbours import (
     cosine_neighbours,
     jaccard_distances,
     jaccard_neighbours,
     sample_subsets,
 )
+from phototag.models.neighbourhood.network import ARCHITECTURES
 
 FAST = {"features": "f", "m": 3, "max_rank": 6, "hidden": 16, "lr": 1e-2, "epochs": 4,
         "n_samples": 4}  # fmt: skip
@@ -36,8 +36,9 @@ def _binary(rows: list[list[int]], width: int) -> sp.csr_matrix:
 def test_jaccard_by_hand():
     # {a,b}, {a,b,c}, {c}, {d}, {}: |∩|/|∪| by hand
     tags = _binary([[0, 1], [0, 1, 2], [2], [3], []], 4)
-    expected = 1 - np.array([[1, Fraction(2, 3), 0, 0, 0], [Fraction(2, 3), 1, Fraction(1, 3), 0, 0],
-                             [0, Fraction(1, 3), 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 0]],
+    third, two_thirds = Fraction(1, 3), Fraction(2, 3)
+    expected = 1 - np.array([[1, two_thirds, 0, 0, 0], [two_thirds, 1, third, 0, 0],
+                             [0, third, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 0, 0]],
                             dtype=float)  # fmt: skip
     assert np.allclose(jaccard_distances(tags, tags), expected)
     distances, indices = jaccard_neighbours(None, tags, 2, seed=0)
