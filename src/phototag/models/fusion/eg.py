@@ -78,7 +78,8 @@ def eg_step(alpha: np.ndarray, differences: np.ndarray, margin: float, lr: float
     if not violated.any():
         return alpha
     gradient = -differences[violated].sum(axis=0) / len(differences)
-    logits = np.log(alpha) - lr * gradient
+    with np.errstate(divide="ignore"):  # a weight that underflowed to 0 stays 0
+        logits = np.log(alpha) - lr * gradient
     logits -= logits.max()  # exp without overflow; the normalisation removes the shift
     updated = np.exp(logits)
     return updated / updated.sum()
