@@ -14,6 +14,12 @@ from phototag.errors import InvalidInputError
 from phototag.evaluation.decoding import OwnLabelSets
 from phototag.models import Annotator
 from phototag.models.recurrent import CNNRNNAnnotator, JVSPAnnotator
+from phototag.models.recurrent.benchmark import (
+    markdown,
+    official_concepts,
+    per_label,
+    run_mirflickr_photos,
+)
 from phototag.models.recurrent.data import label_rank, ordered_labels
 from phototag.models.recurrent.network import (
     IGNORE,
@@ -158,3 +164,71 @@ def test_fit_learns_label_sets_that_stop_at_the_end_and_round_trips(model_class,
     assert np.allclose(again.scores, prediction.scores, atol=1e-6)
     top2 = loaded.clone(keep_state=True, stop_at_end=False, k=2).predict(data)
     assert (top2.label_sets.sum(axis=1) == 2).all()
+
+
+def test_the_study_gives_mean_rows_per_model_and_renders_the_tables():
+    data = synthetic(n=48)
+    data.features["toy"] = data.maps[MapSpec("toy", "head").key].mean(axis=(2, 3))
+    data.splits = {}
+    halves = [(data.subset(range(0, 36)), data.subset(range(36, 48))),
+              (data.subset(range(12, 48)), data.subset(range(0, 12)))]  # fmt: skip
+    settings = {k: v for k, v in FAST.items() if k != "epochs"}
+    rows = run_mirflickr_photos(halves, features="toy", epochs=2, progress=lambda _: None,
+                                **settings)  # fmt: skip
+    assert [r["name"] for r in rows] == ["CNN-RNN", "JVSP", "CNN+logistic"]
+    assert all(r["runs"] == 2 and r["std"]["C-F1"] >= 0 for r in rows)
+    corel = [{**rows[1], "small_objects": per_label(halves[0][1], np.ones((12, 4), bool), ["b"]),
+              "decode_per_second": 321.0, "epochs": 2}]  # fmt: skip
+    text = markdown({
+        "corel5k": {"rows": corel, "command": "phototag benchmark recurrent --part corel5k"},
+        "mirflickr-photos": {"rows": rows, "command": "phototag benchmark recurrent"},
+    })  # fmt: skip
+    assert "| CNN-RNN | " in text and " ± " in text and "| JVSP (paper) | 50.3 |" in text
+    truth_b = int(halves[0][1].labels.toarray()[:, 1].sum())
+    assert f"| b | {truth_b} | " in text and "JVSP 321" in text
+
+
+def test_per_label_precision_and_recall_and_official_concepts():
+    data = from_label_sets("toy", ["0", "1", "2"], [["a"], ["a", "b"], ["b"]],
+                           Vocabulary(["a", "b", "a_r1"]))  # fmt: skip
+    chosen = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 0]], bool)
+    result = per_label(data, chosen, ["a", "b", "zebra"])
+    assert result == {"a": {"precision": 1.0, "recall": 0.5, "images": 2},
+                      "b": {"precision": 0.5, "recall": 0.5, "images": 2}}  # fmt: skip
+    concepts = official_concepts(data)
+    assert list(concepts.vocabulary) == ["a", "b"] and concepts.labels.shape == (3, 2)
+
+
+def test_label_embeddings_start_from_word_vectors_where_a_label_has_one():
+    torch.manual_seed(0)
+    network = JVSP(channels=6, n_labels=4, dim=8, dropout=0.0)
+    before = network.refine_embedding.weight.detach().clone()
+    vectors = torch.randn(4, 3)
+    found = torch.tensor([True, True, False, True])
+    network.initialise_labels(vectors, found)
+    centred = vectors[found] - vectors[found].mean(0)
+    for table in (network.label_embedding, network.refine_embedding):
+        rows = table.weight.detach()[:4][found]
+        assert torch.allclose(rows[:, 3:], torch.zeros(3, 5))  # 3-d vectors, zero-padded
+        ratio = rows[:, :3] / centred
+        assert torch.allclose(ratio, ratio[0, 0].expand_as(ratio), atol=1e-5)  # one scale
+    after = network.refine_embedding.weight.detach()
+    assert torch.equal(after[2], before[2]) and torch.equal(after[4:], before[4:])
+    wide = torch.randn(4, 20)  # more dimensions than the tables: principal directions
+    network.initialise_labels(wide, torch.ones(4, dtype=torch.bool))
+    gram = network.label_embedding.weight.detach()[:4] @ network.label_embedding.weight[:4].T
+    centred_wide = wide - wide.mean(0)
+    expected = centred_wide @ centred_wide.T
+    assert torch.allclose(gram / gram[0, 0], expected / expected[0, 0], atol=1e-4)
+
+
+def test_the_model_reads_its_word_embedding_spec():
+    with pytest.raises(InvalidInputError, match="embedding"):
+        JVSPAnnotator(embedding="")
+    data = synthetic(n=16)
+    settings = {**FAST, "epochs": 1, "lr": 1e-9}
+    plain = JVSPAnnotator(**settings).fit(data).network_.label_embedding.weight[:4]
+    glove = JVSPAnnotator(**settings, embedding="glove50").fit(data).network_.label_embedding
+    assert not torch.allclose(plain, glove.weight[:4])
+    # 4 labels span at most 4 principal directions of the 50-d vectors; the rest is zero
+    assert glove.weight[:4, 4:].abs().max() < 1e-6

@@ -35,6 +35,7 @@ from phototag.training import (
     Schedule,
     Trainer,
     TrainingResult,
+    end_distributed,
 )
 
 TOLERANCE = 1e-5
@@ -100,3 +101,4 @@ if __name__ == "__main__":  # a torchrun worker
     if result.is_global_zero:
         (out / "ranks.json").write_text(json.dumps(gathered))
         (out / "history.json").write_text(json.dumps(result.history_))
+    end_distributed()

@@ -61,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("phototag: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # a command trained under torchrun
+            from phototag.training import end_distributed
+
+            end_distributed()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from phototag.training.trainer import (
     Trainer,
     TrainingDiverged,
     TrainingResult,
+    end_distributed,
     is_main_process,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "TrainingResult",
+    "end_distributed",
     "is_main_process",
 ]

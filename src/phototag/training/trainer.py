@@ -56,6 +56,15 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def end_distributed() -> None:
+    """Close the torchrun process group, if there is one. Call it before a DDP program
+    exits: gloo's threads outliving the interpreter abort the process."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 @dataclass(frozen=True)
 class Trainer:
     """How to train a torch module: phases, optimizer, schedule, early stopping, EMA,

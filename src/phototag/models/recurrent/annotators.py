@@ -11,6 +11,7 @@ the steps of the chosen sequence. docs/models/recurrent.md maps the paper to the
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,9 +40,9 @@ class RecurrentAnnotator(Annotator):
 
     def _set_common(
         self, encoder: str, stage: str, order: str, k: int, stop_at_end: bool, beam: int,
-        max_labels: int, dim: int, dropout: float, lr: float, lr_step: int, lr_gamma: float,
-        epochs: int, batch_size: int, validation_fraction: float, patience: int, seed: int,
-        device: str, verbose: bool,
+        max_labels: int, dim: int, embedding: str | None, dropout: float, lr: float,
+        lr_step: int, lr_gamma: float, epochs: int, batch_size: int,
+        validation_fraction: float, patience: int, seed: int, device: str, verbose: bool,
     ) -> None:  # fmt: skip
         for name, value in (("encoder", encoder), ("stage", stage)):
             if not isinstance(value, str) or not value:
@@ -56,6 +57,11 @@ class RecurrentAnnotator(Annotator):
         self.beam = check_int("beam", beam, 1)
         self.max_labels = check_int("max_labels", max_labels, 1)
         self.dim = check_int("dim", dim, 1)
+        if embedding is not None and (not isinstance(embedding, str) or not embedding):
+            raise InvalidInputError(
+                "embedding", "a word-embedding spec (glove50, minilm, ...) or None", repr(embedding)
+            )
+        self.embedding = embedding
         self.dropout = check_float("dropout", dropout, 0.0, strict=False, maximum=0.99)
         self.lr = check_float("lr", lr, 0.0)
         self.lr_step = check_int("lr_step", lr_step, 1)
@@ -113,14 +119,37 @@ class RecurrentAnnotator(Annotator):
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
             self.build_modules()
+        if self.embedding is not None:
+            self._initialise_label_embeddings()
         n_labels = len(self.vocabulary_)
         alpha, beta = self._diversity()
-        task = SequenceTask(end=n_labels, start=n_labels + 1, alpha=alpha, beta=beta)
+        steps = self.max_labels if self.stop_at_end else self.k
+        task = SequenceTask(n_labels, n_labels + 1, alpha, beta, steps, self.stop_at_end)
         batch_size = min(self.batch_size, len(rows))
         result = self._trainer(held is not None, batch_size).fit(
             self.network_, task, SequenceDataset(maps, sequences, rows), held
         )
         self.history_ = result.history_
+
+    def _initialise_label_embeddings(self) -> None:
+        import torch
+
+        from phototag.features.embeddings import create_embedding
+
+        names = list(self.vocabulary_.names)
+        result = create_embedding(self.embedding).fit(names).embed(names)
+        if result.oov:
+            shown = ", ".join(repr(w) for w in result.oov[:10])
+            warnings.warn(
+                f"embedding {self.embedding!r}: {len(result.oov)} of {len(names)} labels have "
+                f"no vector ({shown}{' ...' if len(result.oov) > 10 else ''}); their "
+                "embeddings start random",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.network_.initialise_labels(
+            torch.from_numpy(result.vectors), torch.from_numpy(result.found)
+        )
 
     def _trainer(self, early_stopping: bool, batch_size: int) -> Any:
         from phototag.features.encoders.runtime import torch_device
@@ -133,7 +162,7 @@ class RecurrentAnnotator(Annotator):
             schedule=Schedule(
                 "step", interval="epoch", step_size=self.lr_step, gamma=self.lr_gamma
             ),  # fmt: skip
-            early_stopping=EarlyStopping("min", self.patience) if early_stopping else None,
+            early_stopping=EarlyStopping("max", self.patience) if early_stopping else None,
             accelerator=torch_device(self.device).type,
             seed=self.seed,
             progress=self.verbose,
@@ -184,6 +213,7 @@ class CNNRNNAnnotator(RecurrentAnnotator):
         beam: int = 3,
         max_labels: int = 10,
         dim: int = 512,
+        embedding: str | None = None,
         dropout: float = 0.5,
         lr: float = 1e-3,
         lr_step: int = 8,
@@ -197,7 +227,7 @@ class CNNRNNAnnotator(RecurrentAnnotator):
         verbose: bool = False,
     ) -> None:
         self._set_common(
-            encoder, stage, order, k, stop_at_end, beam, max_labels, dim, dropout, lr,
+            encoder, stage, order, k, stop_at_end, beam, max_labels, dim, embedding, dropout, lr,
             lr_step, lr_gamma, epochs, batch_size, validation_fraction, patience, seed,
             device, verbose,
         )  # fmt: skip
@@ -223,6 +253,9 @@ class JVSPAnnotator(RecurrentAnnotator):
         beam: sequences kept per image by beam search (1: greedy).
         max_labels: the longest sequence with `stop_at_end`.
         dim: image features, tag embeddings and hidden state (the paper: 512).
+        embedding: a word embedding (``phototag.features.embeddings`` spec: ``glove50``,
+            ``minilm``, ``wordnet``, ``file:PATH``) to start the tag embeddings U_l and
+            U_f from; None: random.
         dropout: dropout on U_ig V_t and on the LSTM output (the paper: 0.5).
         knowledge: the knowledge guidance K_t (Eq. 2); False for the ablation.
         visual_lstm: the visual-guided LSTM (Eq. 8-9); False: a plain LSTM over T_t.
@@ -234,7 +267,8 @@ class JVSPAnnotator(RecurrentAnnotator):
         epochs: the most epochs (early stopping on held-out items ends sooner).
         batch_size: images per step.
         validation_fraction: training items held out for early stopping (0: none).
-        patience: epochs without a lower validation loss before training stops.
+        patience: epochs without a better held-out C-F1 (greedy decoding) before training
+            stops.
         seed: weight initialisation, shuffling, dropout and the held-out items.
 
     Runtime settings (not saved with the model):
@@ -252,6 +286,7 @@ class JVSPAnnotator(RecurrentAnnotator):
         beam: int = 3,
         max_labels: int = 10,
         dim: int = 512,
+        embedding: str | None = None,
         dropout: float = 0.5,
         knowledge: bool = True,
         visual_lstm: bool = True,
@@ -269,7 +304,7 @@ class JVSPAnnotator(RecurrentAnnotator):
         verbose: bool = False,
     ) -> None:
         self._set_common(
-            encoder, stage, order, k, stop_at_end, beam, max_labels, dim, dropout, lr,
+            encoder, stage, order, k, stop_at_end, beam, max_labels, dim, embedding, dropout, lr,
             lr_step, lr_gamma, epochs, batch_size, validation_fraction, patience, seed,
             device, verbose,
         )  # fmt: skip

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from phototag.evaluation.metrics import class_f1_score
 from phototag.training import Task
 
 #: Target index of padded steps (ignored by the loss).
@@ -70,6 +71,26 @@ class SequenceNetwork(nn.Module):
     ) -> StepOutput:
         """Advance every sequence by one label, `previous` being the last one ``[B]``."""
         raise NotImplementedError
+
+    def initialise_labels(self, vectors: torch.Tensor, found: torch.Tensor) -> None:
+        """Start the label embedding tables (JVSP's U_l and U_f) from word vectors
+        ``[L, d]``: projected on their top principal directions when d > dim, padded
+        with zeros when d < dim, scaled to the tables' initial norm; labels without a
+        vector (`found` False) keep their random rows."""
+        tables = [m for name, m in self.named_children() if name.endswith("embedding")]
+        dim = tables[0].embedding_dim
+        words = vectors[found].float()
+        if len(words) == 0:
+            return
+        centred = words - words.mean(0)
+        if words.shape[1] > dim:
+            _, _, directions = torch.linalg.svd(centred, full_matrices=False)
+            centred = centred @ directions[:dim].T
+        rows = F.pad(centred, (0, dim - centred.shape[1]))
+        with torch.no_grad():
+            for table in tables:
+                scale = table.weight.norm(dim=1).mean() / rows.norm(dim=1).mean().clamp(min=1e-12)
+                table.weight[: self.n_labels][found] = rows * scale
 
     def forward(
         self, maps: torch.Tensor, inputs: torch.Tensor
@@ -229,11 +250,24 @@ def sequence_loss(
 
 
 class SequenceTask(Task):
-    """Training by teacher forcing on ordered label lists with the loss of Eq. 11; the
-    validation value is the cross-entropy alone (lower is better)."""
+    """Training by teacher forcing on ordered label lists with the loss of Eq. 11.
 
-    def __init__(self, end: int, start: int, alpha: float = 0.0, beta: float = 0.01) -> None:
+    The validation value is the held-out images' per-label F1 (C-F1) of the `steps`
+    labels greedy decoding chooses (higher is better): the cross-entropy of teacher
+    forcing stops falling after a few epochs, while the decoded labels keep improving.
+    """
+
+    def __init__(
+        self,
+        end: int,
+        start: int,
+        alpha: float = 0.0,
+        beta: float = 0.01,
+        steps: int = 5,
+        stop_at_end: bool = False,
+    ) -> None:
         self.end, self.start, self.alpha, self.beta = end, start, alpha, beta
+        self.steps, self.stop_at_end = steps, stop_at_end
 
     def collate(self, items: list[tuple[torch.Tensor, list[int]]]) -> tuple[torch.Tensor, ...]:
         maps = torch.stack([m for m, _ in items])
@@ -246,13 +280,14 @@ class SequenceTask(Task):
         return sequence_loss(logits, targets, attention, self.alpha, self.beta)
 
     def validation_value(self, module: nn.Module, batches: Iterable[Any]) -> float:
-        total, count = 0.0, 0
-        for maps, inputs, targets in batches:
-            logits, _ = module(maps, inputs)
-            valid = int((targets != IGNORE).sum())
-            total += float(sequence_loss(logits, targets, None, 0.0, 0.0)) * valid
-            count += valid
-        return total / max(count, 1)
+        decoded, true = [], []
+        for maps, _, targets in batches:
+            chosen = beam_search(
+                module, maps, beam=1, steps=self.steps, stop_at_end=self.stop_at_end
+            )
+            decoded.append(chosen.label_sets.cpu())
+            true.append(_target_sets(targets.cpu(), self.end))
+        return class_f1_score(torch.cat(true).numpy(), torch.cat(decoded).numpy())
 
 
 class Decoded(NamedTuple):
@@ -337,3 +372,10 @@ def label_sequences(
         targets[i, : len(row)] = sequence
         targets[i, len(row)] = end
     return inputs, targets
+
+
+def _target_sets(targets: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """The binary label sets ``[B, n_labels]`` of teacher-forcing targets."""
+    sets = torch.zeros(len(targets), n_labels + 1, dtype=torch.bool)
+    sets.scatter_(1, targets.clamp(0, n_labels).masked_fill(targets == IGNORE, n_labels), True)
+    return sets[:, :n_labels]
