@@ -116,7 +116,7 @@ def _toy(n: int = 120, seed: int = 0) -> AnnotationSet:
 
 
 SMALL = dict(hidden=16, embed=8, epochs=15, lr=3e-3, batch_size=32, device="cpu",
-             eg_lrs=[1.0, 5.0], margins=[0.0, 0.1], max_pairs=5000)  # fmt: skip
+             eg_lrs=[1.0, 5.0], margins=[0.1, 0.3], max_pairs=5000)  # fmt: skip
 
 
 def test_fusion_weights_the_informative_feature_and_round_trips(tmp_path):
@@ -151,6 +151,23 @@ def test_fusion_weights_the_informative_feature_and_round_trips(tmp_path):
     assert single.alpha_[names.index("good/cosine")] == 1.0 and model.alpha_.max() < 1.0
 
 
+@pytest.mark.parametrize("select", ["hamming", "misranked"])
+def test_eg_search_picks_the_lowest_held_out_error(select):
+    model = create_annotator("fusion", features=["good", "noise"], eg_select=select, **SMALL)
+    model.fit(_toy())
+    search = model.eg_search_
+    assert len(search) == 4 and all(0 <= p["hamming"] <= 1 for p in search)
+    best = search[int(np.argmin([p[select] for p in search]))]  # the first wins ties
+    assert model.eg_choice_ == {"eg_lr": best["eg_lr"], "margin": best["margin"]}
+    refit = learn_weights(
+        pair_differences(model._held_out[0].transpose(0, 2, 1),
+                         ranked_pairs(model._held_out[1], model.max_pairs, model.seed)),
+        margin=best["margin"], lr=best["eg_lr"], epochs=model.eg_epochs,
+        batch_size=model.eg_batch, seed=model.seed,
+    )  # fmt: skip
+    np.testing.assert_allclose(model.alpha_, refit.alpha)
+
+
 def test_fusion_checks_its_arguments():
     with pytest.raises(InvalidInputError, match="similarities"):
         create_annotator("fusion", similarities=["dot"])
@@ -160,6 +177,8 @@ def test_fusion_checks_its_arguments():
         create_annotator("fusion", mu_cosine=0)
     with pytest.raises(InvalidInputError, match="features"):
         create_annotator("fusion", features="gist")
+    with pytest.raises(InvalidInputError, match="eg_select"):
+        create_annotator("fusion", eg_select="map")
     model = create_annotator("fusion", features=["gist", "efficientnet_lite2@stage3", "tags"])
     inputs = model.required_inputs()
     assert inputs.features == ("gist",) and inputs.user_tags
