@@ -201,7 +201,8 @@ def test_study_tables_and_alpha_plot(tmp_path):
 
     model = create_annotator("fusion", features=["good", "noise"], **SMALL).fit(_toy())
     rows = benchmark.fusion_rows(model, _toy(40, seed=1), seconds=1.5)
-    assert [r["kind"] for r in rows[:2]] == ["fusion", "uniform"] and len(rows) == 2 + 6
+    assert [r["kind"] for r in rows[:3]] == ["fusion", "variant", "uniform"]
+    assert len(rows) == 3 + 6 and rows[1]["name"] == "EG, eta/gamma by held-out misranked pairs"
     saved = {"part": "scene", "rows": rows, "seconds": 60.0, "command": "phototag benchmark fusion"}
     text = benchmark.markdown({"scene": saved})
     assert "**fusion (EG)**" in text and "uniform alpha" in text and "| natural scene |" in text

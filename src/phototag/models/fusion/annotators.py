@@ -345,17 +345,20 @@ class FusionAnnotator(Annotator):
         assert best is not None
         return best[1], best[2]
 
-    def reweighted(self, combination: str) -> Self:
+    def reweighted(self, combination: str, eg_select: str | None = None) -> Self:
         """This fitted model with the modality weights of `combination` (``eg``,
-        ``uniform`` or a modality name) and thresholds fitted anew on the out-of-fold
-        posteriors. Only in the process that fitted it (they are not saved)."""
+        ``uniform`` or a modality name; with ``eg``, eta and gamma chosen by `eg_select`,
+        by default the model's) and thresholds fitted anew on the out-of-fold posteriors.
+        Only in the process that fitted it (they are not saved)."""
         self._check_fitted()
         if not hasattr(self, "_held_out"):
             raise InvalidInputError(
                 "model", "a model fitted in this process", "a loaded model",
                 "Fit the model with that combination instead",
             )  # fmt: skip
-        copy = self.clone(keep_state=True, combination=combination)
+        copy = self.clone(
+            keep_state=True, combination=combination, eg_select=eg_select or self.eg_select
+        )
         copy._held_out = self._held_out
         copy._combine()
         return copy
