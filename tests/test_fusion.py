@@ -209,3 +209,10 @@ def test_study_tables_and_alpha_plot(tmp_path):
     assert "the best single modality" in text
     png = benchmark.plot_alpha(saved, tmp_path / "alpha.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+    # several runs: mean rows, and the targets checked run by run
+    again = benchmark.fusion_rows(model, _toy(40, seed=2), seconds=1.0)
+    means = [benchmark._mean_row([a, b]) for a, b in zip(rows, again, strict=True)]
+    assert means[0]["runs"] == 2 and len(means[0]["eg_choice_runs"]) == 2
+    assert means[1]["hamming_runs"] == [r["metrics"]["hamming_loss"] for r in (rows[1], again[1])]
+    text = benchmark.markdown({"scene": saved | {"rows": means}})
+    assert "Run by run, fusion (EG): below every single modality in" in text

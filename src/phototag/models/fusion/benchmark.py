@@ -245,7 +245,10 @@ def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if "alpha" in rows[0]:
         out["alpha"] = np.mean([r["alpha"] for r in rows], axis=0).tolist()
         out["alpha_runs"] = [r["alpha"] for r in rows]
+    if "eg_search" in rows[0]:
         out["eg_search_runs"] = [r["eg_search"] for r in rows]
+    if "eg_choice" in rows[0]:
+        out["eg_choice_runs"] = [r["eg_choice"] for r in rows]
     return out
 
 
@@ -374,7 +377,10 @@ def plot_alpha(saved: dict[str, Any], path: str | Path, top: int = 8) -> Path:
             axes.plot(steps, history[:, j], color="0.8", linewidth=0.8)
     axes.set_xlabel("EG step (one batch of ranked pairs)")
     axes.set_ylabel("alpha_j")
-    axes.set_title(f"Modality weights over time: {TITLES[saved['part']].split(' (')[0]}")
+    title = f"Modality weights over time: {TITLES[saved['part']].split(' (')[0]}"
+    if fusion.get("runs", 1) > 1:
+        title += f"\n(the first of {fusion['runs']} runs)"
+    axes.set_title(title, fontsize=10)
     axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     path = Path(path)
