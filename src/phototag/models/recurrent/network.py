@@ -69,7 +69,11 @@ class SequenceNetwork(nn.Module):
     def step(
         self, context: tuple[torch.Tensor, ...], state: StepState, previous: torch.Tensor
     ) -> StepOutput:
-        """Advance every sequence by one label, `previous` being the last one ``[B]``."""
+        """Advance every sequence by one label, `previous` being the last one ``[B]``.
+
+        The context has one row per image and the state one per sequence: ``B`` is the
+        images times the sequences per image (beam search keeps several per image,
+        rows of one image adjacent)."""
         raise NotImplementedError
 
     def initialise_labels(self, vectors: torch.Tensor, found: torch.Tensor) -> None:
@@ -110,6 +114,12 @@ class SequenceNetwork(nn.Module):
         return torch.stack(logits, 1), attention
 
 
+def _per_sequence(per_image: torch.Tensor, rows: int) -> torch.Tensor:
+    """Rows of one image repeated for each of its `rows / n` sequences."""
+    width = rows // len(per_image)
+    return per_image if width == 1 else per_image.repeat_interleave(width, 0)
+
+
 def _zero_state(batch: int, hidden: int, like: torch.Tensor) -> StepState:
     zeros = like.new_zeros((batch, hidden))
     return StepState(zeros, zeros, zeros, like.new_zeros(batch))
@@ -132,7 +142,8 @@ class CNNRNN(SequenceNetwork):
         self.dropout = nn.Dropout(dropout)
 
     def context(self, maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (self.image(maps.mean(dim=(2, 3))),)
+        image = self.image(maps.mean(dim=(2, 3)))
+        return image, self.fuse_image(image)
 
     def initial_state(self, context: tuple[torch.Tensor, ...]) -> StepState:
         return _zero_state(len(context[0]), self.lstm.hidden_size, context[0])
@@ -141,7 +152,8 @@ class CNNRNN(SequenceNetwork):
         self, context: tuple[torch.Tensor, ...], state: StepState, previous: torch.Tensor
     ) -> StepOutput:
         hidden, cell = self.lstm(self.label_embedding(previous), (state.hidden, state.cell))
-        fused = F.relu(self.fuse_recurrent(self.dropout(hidden)) + self.fuse_image(context[0]))
+        image = _per_sequence(context[1], len(hidden))
+        fused = F.relu(self.fuse_recurrent(self.dropout(hidden)) + image)
         logits = fused @ self.label_embedding.weight[: self.n_labels + 1].T + self.output_bias
         return StepOutput(logits, state._replace(hidden=hidden, cell=cell), None)
 
@@ -205,10 +217,13 @@ class JVSP(SequenceNetwork):
             mean = state.memory / state.steps.clamp(min=1).unsqueeze(1)
             guidance = guidance + self.knowledge_projection(mean)
         # V_t = Phi(C(I) (*) g_t) (Eq. 4): a softmax over the regions of their match
-        # with the guidance, pooling the regions
-        match = torch.einsum("brd,bd->br", regions, guidance) / math.sqrt(self.dim)
-        attention = match.softmax(dim=1)
-        visual = torch.einsum("br,brd->bd", attention, regions)
+        # with the guidance, pooling the regions (each image's regions serve all of its
+        # sequences: guidance [n, width, dim] against regions [n, R, dim])
+        n, rows = len(regions), len(guidance)
+        match = guidance.view(n, rows // n, self.dim) @ regions.transpose(1, 2)
+        attention = (match / math.sqrt(self.dim)).softmax(dim=2)
+        visual = (attention @ regions).view(rows, self.dim)
+        attention = attention.view(rows, -1)
         tag = self.refine_embedding(previous)  # w_f (Eq. 1)
         refined = self.refine(torch.tanh(tag + self.dropout(self.visual_to_tag(visual))))
         # T_t = Phi(w_f (*) g^_t) (Eq. 6), scaled by dim so that its entries average 1
@@ -310,19 +325,19 @@ def beam_search(
     labels (top-k). The best sequence by total log-probability wins."""
     n, labels = len(maps), network.n_labels
     steps = min(steps, labels)
-    context = tuple(t.repeat_interleave(beam, 0) for t in network.context(maps))
+    device = maps.device
+    context = network.context(maps)  # one row per image: every step shares it
     state = network.initial_state(context)
-    rows = n * beam
-    previous = torch.full((rows,), network.start, dtype=torch.long, device=maps.device)
-    score = torch.full((n, beam), -math.inf, device=maps.device)
-    score[:, 0] = 0.0  # one live beam at first: the others are copies
-    score = score.view(rows)
-    used = torch.zeros((rows, labels + 1), dtype=torch.bool, device=maps.device)
-    finished = torch.zeros(rows, dtype=torch.bool, device=maps.device)
-    best_probability = torch.zeros((rows, labels), device=maps.device)
-    sequences = torch.full((rows, steps), -1, dtype=torch.long, device=maps.device)
-    offsets = (torch.arange(n, device=maps.device) * beam).repeat_interleave(beam)
+    # the first step has one sequence per image; from the second, `beam` of them
+    previous = torch.full((n,), network.start, dtype=torch.long, device=device)
+    score = torch.zeros(n, device=device)
+    used = torch.zeros((n, labels + 1), dtype=torch.bool, device=device)
+    finished = torch.zeros(n, dtype=torch.bool, device=device)
+    best_probability = torch.zeros((n, labels), device=device)
+    sequences = torch.full((n, steps), -1, dtype=torch.long, device=device)
+    first_rows = torch.arange(n, device=device).unsqueeze(1)
     for t in range(steps):
+        width = len(score) // n
         out = network.step(context, state, previous)
         log_probability = out.logits.log_softmax(dim=1)
         probability = log_probability[:, :labels].exp()
@@ -332,11 +347,11 @@ def beam_search(
         # a finished sequence only continues with the end token, at no cost
         log_probability[finished] = -math.inf
         log_probability[finished, labels] = 0.0
-        total = (score.unsqueeze(1) + log_probability).view(n, beam * (labels + 1))
-        top, index = total.topk(beam, dim=1)
-        origin = (index // (labels + 1)).view(rows) + offsets
-        token = (index % (labels + 1)).view(rows)
-        score = top.view(rows)
+        total = (score.unsqueeze(1) + log_probability).view(n, width * (labels + 1))
+        top, index = total.topk(min(beam, total.shape[1]), dim=1)
+        origin = (index // (labels + 1) + first_rows * width).view(-1)
+        token = (index % (labels + 1)).view(-1)
+        score = top.view(-1)
         state = StepState(*(part[origin] for part in out.state))
         was_finished = finished[origin]
         fresh = ~was_finished
@@ -349,9 +364,10 @@ def beam_search(
         previous = token
         if bool(finished.all()):
             break
-    winner = score.view(n, beam).argmax(dim=1) + torch.arange(n, device=maps.device) * beam
+    width = len(score) // n
+    winner = score.view(n, width).argmax(dim=1) + first_rows[:, 0] * width
     chosen = sequences[winner]
-    label_sets = torch.zeros((n, labels + 1), dtype=torch.bool, device=maps.device)
+    label_sets = torch.zeros((n, labels + 1), dtype=torch.bool, device=device)
     label_sets.scatter_(1, torch.where(chosen >= 0, chosen, labels), True)
     return Decoded(label_sets[:, :labels], best_probability[winner], chosen)
 
