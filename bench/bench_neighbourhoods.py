@@ -5,8 +5,10 @@ Synthetic sparse tags shaped like NUS-WIDE's Flickr tags after its 5,000-tag cut
 popularity follows a power law whose most common tag is on about 10% of the photos,
 photos carry a geometric number of tags with mean 9 (some none). Times the leave-one-out
 M = 24 nearest by Jaccard (sparse intersections), the M nearest by cosine of summed
-50-d tag vectors (FAISS; random vectors stand in for GloVe), and the sampling of 10
-size-12 subsets per item. Writes bench/results/neighbourhood_bench.json.
+50-d tag vectors (FAISS IVF, what `cosine_neighbours` uses above 50,000 items; random
+vectors stand in for GloVe) with its recall against exact search on a sample of
+queries, and the sampling of 10 size-12 subsets per item. `--cosine-exact` also times
+the exact cosine search of every item. Writes bench/results/neighbourhood_bench.json.
 
     .venv/bin/python bench/bench_neighbourhoods.py [--items 200000] [--workers 2]
 """
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--max-rank", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-cosine", action="store_true")
+    parser.add_argument("--cosine-exact", action="store_true", help="also time exact cosine")
+    parser.add_argument("--recall-queries", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("bench/results/neighbourhood_bench.json"))
     args = parser.parse_args()
     import faiss
@@ -61,6 +65,7 @@ def main() -> None:
     torch.set_num_threads(args.workers)
     faiss.omp_set_num_threads(args.workers)
     from phototag.models.neighbourhood.neighbours import (
+        EXACT_COSINE_LIMIT,
         cosine_neighbours,
         jaccard_neighbours,
         sample_subsets,
@@ -89,11 +94,26 @@ def main() -> None:
         vectors = np.random.default_rng(1).standard_normal((args.tags, 50)).astype(np.float32)
         start = time.perf_counter()
         summed = np.asarray(tags @ vectors, dtype=np.float32)
-        cosine_neighbours(None, summed, args.max_rank)
+        distances, indices = cosine_neighbours(None, summed, args.max_rank)
         result["cosine_s"] = time.perf_counter() - start
+        result["cosine_method"] = "exact" if args.items <= EXACT_COSINE_LIMIT else "ivf"
+        print(f"cosine ({result['cosine_method']}): {result['cosine_s']:.1f} s", flush=True)
+        assert (indices >= 0).all() and (indices != np.arange(args.items)[:, None]).all()
+        # recall: share of the found neighbours within the exact k-th distance (ties count)
+        sample = np.random.default_rng(2).choice(args.items, args.recall_queries, replace=False)
+        exact, _ = cosine_neighbours(summed[sample], summed, args.max_rank + 1, method="exact")
+        exact_kth = exact[:, args.max_rank]  # the query itself is at distance 0 among them
+        result["cosine_recall"] = float((distances[sample] <= exact_kth[:, None] + 1e-5).mean())
+        result["cosine_recall_queries"] = args.recall_queries
+        print(f"cosine recall@{args.max_rank}: {result['cosine_recall']:.4f}", flush=True)
+        if args.cosine_exact:
+            start = time.perf_counter()
+            cosine_neighbours(None, summed, args.max_rank, method="exact")
+            result["cosine_exact_s"] = time.perf_counter() - start
     start = time.perf_counter()
     sample_subsets(args.items, args.max_rank, 12, 10, np.random.default_rng(0))
     result["sample_s"] = time.perf_counter() - start
+    result["load_average_1min_at_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

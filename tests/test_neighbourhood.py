@@ -89,6 +89,37 @@ def test_cosine_by_hand():
     assert i[0, 0] == 2 and d[0, 0] == pytest.approx(0, abs=1e-6)
 
 
+def test_cosine_ivf_agrees_with_exact_search():
+    """The IVF index (large databases) finds nearly the exact neighbours, leaves each
+    item out of its own list and fills every slot, even with lists too small for k."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((20, 8))
+    vectors = centres[rng.integers(20, size=3000)] + 0.3 * rng.standard_normal((3000, 8))
+    vectors = vectors.astype(np.float32)
+    vectors[::500] = 0  # items without tags: at 0 from each other, 0.5 from the rest
+    exact_d, exact_i = cosine_neighbours(None, vectors, 10, method="exact")
+    ivf_d, ivf_i = cosine_neighbours(None, vectors, 10, method="ivf", nprobe=8)
+    assert (ivf_i >= 0).all() and (ivf_i != np.arange(3000)[:, None]).all()
+    found = (ivf_d <= exact_d[:, -1:] + 1e-5).mean()  # share within the exact k-th distance
+    assert found > 0.95
+    zero = np.arange(0, 3000, 500)
+    assert np.array_equal(ivf_i[zero, :5], exact_i[zero, :5])  # the other zero items
+    assert np.allclose(ivf_d[zero], exact_d[zero], atol=1e-6)  # then any item, at 0.5
+    assert ivf_d[zero, :5].max() == 0 and ivf_d[zero, 5:].min() == pytest.approx(0.5)
+    # 2 lists of about 50 items, one probed: 90 neighbours come from the exact search
+    d, i = cosine_neighbours(None, vectors[:100], 90, method="ivf", nprobe=1)
+    exact_d, exact_i = cosine_neighbours(None, vectors[:100], 90, method="exact")
+    assert (i >= 0).all() and (i != np.arange(100)[:, None]).all()
+    assert np.allclose(d, exact_d, atol=1e-5)
+    q = vectors[:5] + 0.01
+    assert np.array_equal(
+        cosine_neighbours(q, vectors[:100], 90, method="ivf", nprobe=1)[1],
+        cosine_neighbours(q, vectors[:100], 90, method="exact")[1],
+    )
+    with pytest.raises(InvalidInputError):
+        cosine_neighbours(None, vectors, 3, method="hnsw")
+
+
 def test_subsets_are_size_m_within_the_m_nearest_in_order():
     subsets = sample_subsets(500, 6, 3, 8, np.random.default_rng(0))
     assert subsets.shape == (500, 8, 3)

@@ -64,12 +64,14 @@ class NeighbourhoodAnnotator(Annotator):
 
     Runtime settings (not saved with the model):
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``; workers: processes for Jaccard
-        neighbour search; verbose: a progress line per epoch.
+        neighbour search; search: cosine neighbour search, ``"exact"``, ``"ivf"`` (FAISS
+        inverted file, approximate) or ``"auto"`` (exact up to 50,000 training items);
+        verbose: a progress line per epoch.
     """
 
     torch_modules: ClassVar[tuple[str, ...]] = ("network_",)
     extra_state: ClassVar[tuple[str, ...]] = ("x_dim_", "meta_dim_", "history_")
-    runtime_settings: ClassVar[tuple[str, ...]] = ("device", "workers", "verbose")
+    runtime_settings: ClassVar[tuple[str, ...]] = ("device", "workers", "search", "verbose")
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class NeighbourhoodAnnotator(Annotator):
         seed: int = 0,
         device: str = "auto",
         workers: int = 1,
+        search: str = "auto",
         verbose: bool = False,
     ) -> None:
         self.architecture = check_choice("architecture", architecture, tuple(ARCHITECTURES))
@@ -126,6 +129,7 @@ class NeighbourhoodAnnotator(Annotator):
         self.seed = check_int("seed", seed, 0)
         self.device = check_choice("device", device, DEVICES)
         self.workers = check_int("workers", workers, 1)
+        self.search = check_choice("search", search, ("auto", "exact", "ivf"))
         self.verbose = verbose
 
     # ------------------------------------------------------------------ inputs
@@ -303,7 +307,9 @@ class NeighbourhoodAnnotator(Annotator):
             )  # fmt: skip
         else:
             queries = None if data is None else self._keys(data)[0]
-            _, ranked = cosine_neighbours(queries, self.database_keys_, self.max_rank)
+            _, ranked = cosine_neighbours(
+                queries, self.database_keys_, self.max_rank, method=self.search
+            )
         return ranked
 
     def _items(self, data: AnnotationSet, labels: bool = False) -> Any:

@@ -5,8 +5,9 @@ database by a metadata distance, and size-m subsets of them.
   sparse intersection counts ``Q @ X.T`` computed in row blocks (threads over blocks); no
   Python loop over pairs. Per block, each row keeps only the entries in its top histogram
   bins of similarity before one sort, so the cost stays that of the sparse product.
-- `cosine_neighbours`: summed tag embeddings (Eq. 6) by cosine distance (Eq. 7), exact,
-  through FAISS (`phototag.search.NeighborIndex`).
+- `cosine_neighbours`: summed tag embeddings (Eq. 6) by cosine distance (Eq. 7) through
+  FAISS (`phototag.search.NeighborIndex`): exact up to `EXACT_COSINE_LIMIT` database
+  items, an IVF index above (200,000 items: exact takes minutes on 2 cores).
 - `sample_subsets`: size-m subsets of the M nearest, each kept in distance order.
 
 Ties: Jaccard ties (common: many items share one tag) are broken by a seeded random
@@ -25,12 +26,16 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from phototag.errors import InvalidInputError, check_int
+from phototag.errors import InvalidInputError, check_choice, check_int
 
 #: Histogram bins of Jaccard similarity used to prune each row before sorting.
 _BINS = 256
 #: Intersection entries per block (bounds memory: about 40 bytes each).
 _BLOCK_ENTRIES = 4_000_000
+#: Database rows up to which `cosine_neighbours` searches exactly ("auto"); IVF above.
+EXACT_COSINE_LIMIT = 50_000
+#: IVF lists probed per query (of about 4 sqrt(n) lists).
+IVF_NPROBE = 16
 #: What the blocks of the running `jaccard_neighbours` read (inherited by forked workers).
 _SHARED: Any = None
 
@@ -184,22 +189,117 @@ def _fill_missing(
 
 
 def cosine_neighbours(
-    queries: np.ndarray | None, database: np.ndarray, k: int
+    queries: np.ndarray | None,
+    database: np.ndarray,
+    k: int,
+    *,
+    method: str = "auto",
+    nprobe: int = IVF_NPROBE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The `k` nearest database rows by cosine distance ``1 - cos`` (Eq. 7), exact, via
-    FAISS; `queries` None leaves each database item out of its own list. Returns
-    ``(distances, indices)`` as `jaccard_neighbours` does."""
+    """The `k` nearest database rows by cosine distance ``1 - cos`` (Eq. 7) via FAISS;
+    `queries` None leaves each database item out of its own list. Returns
+    ``(distances, indices)`` as `jaccard_neighbours` does.
+
+    `method`: ``"exact"`` (brute force), ``"ivf"`` (an inverted file probing `nprobe`
+    lists: approximate, recall measured in bench/bench_neighbourhoods.py) or ``"auto"``
+    (exact up to `EXACT_COSINE_LIMIT` database rows, IVF above). Zero vectors (items
+    without a known tag) are at distance 0 from each other and 0.5 from the rest, as in
+    the exact search; the IVF index holds only the non-zero ones. A query whose probed
+    lists hold fewer than `k` items is searched again exactly."""
     from phototag.search import NeighborIndex
 
+    method = check_choice("method", method, ("auto", "exact", "ivf"))
     database = np.ascontiguousarray(database, dtype=np.float32)
     n = database.shape[0]
     k = min(check_int("k", k, 1), n - 1 if queries is None else n)
+    q = None if queries is None else np.ascontiguousarray(queries, dtype=np.float32)
     if k <= 0:
-        rows = n if queries is None else len(queries)
+        rows = n if q is None else len(q)
         return np.zeros((rows, 0), np.float32), np.zeros((rows, 0), np.int64)
-    index = NeighborIndex("cosine", "exact").fit(database)
-    found = index.search(None if queries is None else np.asarray(queries, np.float32), k)
-    return found[0].astype(np.float32), found[1].astype(np.int64)
+    if method == "auto":
+        method = "exact" if n <= EXACT_COSINE_LIMIT else "ivf"
+    if method == "exact":
+        found = NeighborIndex("cosine", "exact").fit(database).search(q, k)
+        return found[0].astype(np.float32), found[1].astype(np.int64)
+    distances, indices = _cosine_ivf(q, database, k, check_int("nprobe", nprobe, 1))
+    short = np.flatnonzero((indices < 0).any(1))
+    if len(short):  # too few items in the probed lists
+        exact = NeighborIndex("cosine", "exact").fit(database)
+        if q is None:
+            d, i = _leave_out(exact.search(database[short], k + 1), short, k)
+        else:
+            d, i = exact.search(q[short], k)
+        distances[short], indices[short] = d, i
+    return distances, indices
+
+
+def _cosine_ivf(
+    q: np.ndarray | None, database: np.ndarray, k: int, nprobe: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """IVF search among the non-zero database rows, merged with the zero rows (distance
+    0 to a zero query, 0.5 to any other); -1 where too few were found."""
+    from phototag.search import NeighborIndex
+
+    leave_out = q is None
+    queries = database if q is None else q
+    zero_rows = np.flatnonzero(~database.any(axis=1))
+    live_rows = np.flatnonzero(database.any(axis=1))
+    zero_query = ~queries.any(axis=1)
+    distances = np.full((len(queries), k), np.inf, np.float32)
+    indices = np.full((len(queries), k), -1, np.int64)
+    # zero candidates for every query: the lowest zero rows (one more to drop the query)
+    zero_d = np.where(zero_query, 0.0, 0.5).astype(np.float32)[:, None]
+    head = zero_rows[: k + leave_out]
+    cand_i = np.broadcast_to(head, (len(queries), len(head)))
+    cand_d = np.broadcast_to(zero_d, cand_i.shape)
+    live = np.flatnonzero(~zero_query)
+    if len(live_rows) and len(live):
+        index = NeighborIndex("cosine", "ivf", nprobe=nprobe).fit(database[live_rows])
+        kk = min(k + leave_out, len(live_rows))
+        d, i = index.search(queries[live], kk)
+        i = np.where(i >= 0, live_rows[np.maximum(i, 0)], -1)
+        d = np.where(i >= 0, d, np.inf).astype(np.float32)
+    else:
+        d, i = np.zeros((len(live), 0), np.float32), np.zeros((len(live), 0), np.int64)
+    # zero queries: the lowest non-zero rows at 0.5 fill what the zero rows leave
+    tail = live_rows[: k + leave_out]
+    parts_d = [cand_d, np.full((len(queries), len(tail)), 0.5, np.float32)]
+    parts_i = [cand_i, np.broadcast_to(tail, (len(queries), len(tail)))]
+    all_d = np.concatenate(parts_d, axis=1)
+    all_i = np.concatenate(parts_i, axis=1)
+    if len(live):  # non-zero queries: their IVF results in place of the live tail
+        width = max(all_i.shape[1], len(head) + i.shape[1])
+        grown_d = np.full((len(queries), width), np.inf, np.float32)
+        grown_i = np.full((len(queries), width), -1, np.int64)
+        grown_d[:, : all_d.shape[1]], grown_i[:, : all_i.shape[1]] = all_d, all_i
+        grown_d[live] = np.inf
+        grown_i[live] = -1
+        grown_d[live, : len(head)], grown_i[live, : len(head)] = cand_d[live], cand_i[live]
+        grown_d[live, len(head) : len(head) + i.shape[1]] = d
+        grown_i[live, len(head) : len(head) + i.shape[1]] = i
+        all_d, all_i = grown_d, grown_i
+    if leave_out:  # the item itself is no neighbour
+        own = all_i == np.arange(len(queries))[:, None]
+        all_d = np.where(own, np.inf, all_d)
+        all_i = np.where(own, -1, all_i)
+    missing = all_i < 0
+    order = np.lexsort((np.where(missing, np.iinfo(np.int64).max, all_i), all_d), axis=1)
+    all_d = np.take_along_axis(all_d, order, axis=1)[:, :k]
+    all_i = np.take_along_axis(all_i, order, axis=1)[:, :k]
+    distances[:, : all_i.shape[1]], indices[:, : all_i.shape[1]] = all_d, all_i
+    indices[~np.isfinite(distances)] = -1
+    return distances, indices
+
+
+def _leave_out(
+    found: tuple[np.ndarray, np.ndarray], rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`k + 1` neighbours of database `rows` less the row itself (else the last)."""
+    d, i = found
+    own = i == rows[:, None]
+    keep = ~own
+    keep[~own.any(1), -1] = False
+    return d[keep].reshape(len(rows), k), i[keep].reshape(len(rows), k)
 
 
 def sample_subsets(
