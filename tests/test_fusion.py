@@ -216,3 +216,16 @@ def test_study_tables_and_alpha_plot(tmp_path):
     assert means[1]["hamming_runs"] == [r["metrics"]["hamming_loss"] for r in (rows[1], again[1])]
     text = benchmark.markdown({"scene": saved | {"rows": means}})
     assert "Run by run, fusion (EG): below every single modality in" in text
+
+
+def test_baselines_are_decoded_by_their_rule_and_by_out_of_fold_hamming_thresholds():
+    from phototag.models.fusion import benchmark
+
+    rows = benchmark.baseline_rows(
+        _toy(), _toy(40, seed=1), knn_features="good", knn_metric="l2", logistic_features="good"
+    )
+    assert [r["name"] for r in rows] == [
+        "ML-kNN (good)", "ML-kNN (good), Hamming thresholds",
+        "logistic (good)", "logistic (good), Hamming thresholds",
+    ]  # fmt: skip
+    assert all(0.0 <= r["metrics"]["hamming_loss"] <= 1.0 for r in rows)
