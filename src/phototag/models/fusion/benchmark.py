@@ -357,6 +357,12 @@ def _targets(rows: list[dict[str, Any]]) -> str:
         f"Fusion {fusion:.4f}: {verdict} the best single modality ({best}, "
         f"{singles[best]:.4f}); {uniform} uniform alpha ({loss['uniform alpha']:.4f})."
     )
+    baselines = {r["name"]: loss[r["name"]] for r in rows if r["kind"] == "baseline"}
+    if baselines:
+        strongest = min(baselines, key=baselines.__getitem__)
+        relation = "below" if fusion < baselines[strongest] else "NOT below"
+        value = baselines[strongest]
+        text += f" The strongest baseline, {strongest}: {value:.4f} (fusion {relation} it)."
     variants = [r for r in rows if r["kind"] == "variant"]
     for row in variants:
         value = row["metrics"]["hamming_loss"]
