@@ -179,9 +179,8 @@ def _run_study(args: argparse.Namespace) -> int:
     for part in parts:
         start = time.perf_counter()
         rows = study.run_part(part, data, epochs=epochs, params=params, progress=progress)
-        folder = study.FOLDERS[part]
-        command = (f"phototag benchmark {name} --part {part} {FOLDER_OPTIONS[folder]} "
-                   f"{folders[folder]} --epochs {epochs}"
+        given = "".join(f" {FOLDER_OPTIONS[f]} {path}" for f, path in folders.items() if path)
+        command = (f"phototag benchmark {name} --part {part}{given} --epochs {epochs}"
                    + "".join(f" --param {p}" for p in args.param))  # fmt: skip
         saved = {"part": part, "rows": rows, "epochs": epochs, "params": params,
                  "seconds": time.perf_counter() - start, "command": command}  # fmt: skip
