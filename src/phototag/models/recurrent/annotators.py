@@ -139,11 +139,8 @@ class RecurrentAnnotator(Annotator):
         names = list(self.vocabulary_.names)
         result = create_embedding(self.embedding).fit(names).embed(names)
         if result.oov:
-            shown = ", ".join(repr(w) for w in result.oov[:10])
             warnings.warn(
-                f"embedding {self.embedding!r}: {len(result.oov)} of {len(names)} labels have "
-                f"no vector ({shown}{' ...' if len(result.oov) > 10 else ''}); their "
-                "embeddings start random",
+                f"{result.report()}; the labels without a vector start random",
                 UserWarning,
                 stacklevel=3,
             )

@@ -335,7 +335,7 @@ def beam_search(
     finished = torch.zeros(n, dtype=torch.bool, device=device)
     best_probability = torch.zeros((n, labels), device=device)
     sequences = torch.full((n, steps), -1, dtype=torch.long, device=device)
-    first_rows = torch.arange(n, device=device).unsqueeze(1)
+    image = torch.arange(n, device=device).unsqueeze(1)  # image indices, [n, 1]
     for t in range(steps):
         width = len(score) // n
         out = network.step(context, state, previous)
@@ -349,7 +349,7 @@ def beam_search(
         log_probability[finished, labels] = 0.0
         total = (score.unsqueeze(1) + log_probability).view(n, width * (labels + 1))
         top, index = total.topk(min(beam, total.shape[1]), dim=1)
-        origin = (index // (labels + 1) + first_rows * width).view(-1)
+        origin = (index // (labels + 1) + image * width).view(-1)
         token = (index % (labels + 1)).view(-1)
         score = top.view(-1)
         state = StepState(*(part[origin] for part in out.state))
@@ -365,7 +365,7 @@ def beam_search(
         if bool(finished.all()):
             break
     width = len(score) // n
-    winner = score.view(n, width).argmax(dim=1) + first_rows[:, 0] * width
+    winner = score.view(n, width).argmax(dim=1) + image[:, 0] * width
     chosen = sequences[winner]
     label_sets = torch.zeros((n, labels + 1), dtype=torch.bool, device=device)
     label_sets.scatter_(1, torch.where(chosen >= 0, chosen, labels), True)
