@@ -303,13 +303,7 @@ def markdown(parts: dict[str, dict[str, Any]]) -> str:
         saved = parts[part]
         rows = saved["rows"]
         fusion = rows[0]
-        command = saved["command"]
-        if (
-            any(m.startswith(f"{BLOBS}/") for m in fusion["modalities"])
-            and "--mulan" not in command
-        ):
-            command += " --mulan DIR"  # the command line records only the part's own folder
-        out += [f"**{TITLES[part]}.** `{command}` ({saved['seconds'] / 60:.1f} min "
+        out += [f"**{TITLES[part]}.** `{saved['command']}` ({saved['seconds'] / 60:.1f} min "
                 f"for the part; the fusion's fit: {fusion['seconds']:.0f} s, "
                 f"{len(fusion['modalities'])} modalities)", ""]  # fmt: skip
         out += _table(rows)
