@@ -267,3 +267,14 @@ def test_study_tables_render():
     text = benchmark.markdown({"corel5k": saved})
     assert "| LTN n:id | 50.00 |" in text and "LTwin n:w2v f:w2v | 63.13" in text
     assert set(benchmark.FOLDERS) == set(benchmark.PARTS)
+    rated = benchmark.markdown({"corel5k": {**saved, "rows": [{**row, "lr": 1e-4}]}})
+    assert "| model | mAP_lab | mAP_img | rec_lab | prec_lab | rec_img | prec_img | lr |" in rated
+    assert "| LTN n:id | 50.00 | 50.00 | 50.00 | 50.00 | 50.00 | 50.00 | 0.0001 |" in rated
+
+
+def test_study_trains_the_lstm_models_at_the_papers_rate_for_longer():
+    from phototag.models.neighbourhood import benchmark
+
+    assert benchmark.study_settings("lzip", 15) == {"lr": 1e-4, "epochs": 150, "patience": 10}
+    assert benchmark.study_settings("ltn", 15) == {"lr": 1e-3, "epochs": 15, "patience": 3}
+    assert set(benchmark.RECURRENT) == {"rtn", "ltwin_rnn", "ltwin_2rnn", "lzip"}

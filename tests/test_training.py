@@ -440,3 +440,20 @@ def test_a_diverging_loss_stops_training_with_advice():
                       accelerator="cpu", progress=False)  # fmt: skip
     with pytest.raises(TrainingDiverged, match=r"phase 'train', epoch 1.*lower the learning rate"):
         trainer.fit(torch.nn.Linear(1, 1), LossTask(torch.nn.functional.mse_loss), data)
+
+
+def test_a_finite_loss_running_away_stops_training_unless_allowed():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from phototag.training import LossTask, OptimizerSettings, Trainer, TrainingDiverged
+
+    data = TensorDataset(torch.full((8, 1), 10.0), torch.zeros(8, 1))  # SGD at lr 1 overshoots
+    settings = dict(epochs=2, batch_size=4, optimizer=OptimizerSettings("sgd", lr=1.0),
+                    accelerator="cpu", progress=False)  # fmt: skip
+    task = LossTask(torch.nn.functional.mse_loss)
+    with pytest.raises(TrainingDiverged, match=r"epoch 1: the mean loss is .* times its first"):
+        Trainer(**settings).fit(torch.nn.Linear(1, 1), task, data)
+    result = Trainer(**settings, divergence=None).fit(torch.nn.Linear(1, 1), task, data)
+    losses = [record["train_loss"] for record in result.history_]
+    assert len(losses) == 2 and losses[1] > 1e6 * losses[0] > 0

@@ -188,6 +188,7 @@ class _PhaseRun:
         rule = self.trainer.early_stopping
         best = _Best(rule) if rule is not None and valid_loader is not None else None
         history = []
+        first: float | None = None  # the phase's first batch loss
         for epoch in range(1, phase.epochs + 1):
             started = time.perf_counter()
             record: dict[str, Any] = {"phase": phase.name, "epoch": epoch, **_rates(optimizer)}
@@ -204,16 +205,13 @@ class _PhaseRun:
                 if scheduler is not None and per_step:
                     scheduler.step()
                 total += loss.detach().float()
+                if first is None:
+                    first = float(fabric.all_reduce(loss.detach().float(), reduce_op="mean"))
                 progress.step(total, step)
             if scheduler is not None and not per_step:
                 scheduler.step()
             record["train_loss"] = float(fabric.all_reduce(total / steps, reduce_op="mean"))
-            if not math.isfinite(record["train_loss"]):
-                raise TrainingDiverged(
-                    f"training diverged in phase {phase.name!r}, epoch {epoch}: the mean "
-                    f"loss is {record['train_loss']}; lower the learning rate "
-                    f"({phase.optimizer.lr:g} now) or the batch's loss scale"
-                )
+            _check_divergence(record["train_loss"], first, self.trainer.divergence, phase, epoch)
             if valid_loader is not None:
                 record["valid"] = self._validate(watched, valid_loader)
             record["time"] = time.perf_counter() - started
@@ -275,6 +273,24 @@ class _PhaseRun:
                 batches = (precision.convert_input(batch) for batch in loader)
                 value = float(self.task.validation_value(module, batches))
         return float(self.fabric.broadcast(value, src=0))
+
+
+def _check_divergence(
+    loss: float, first: float | None, factor: float | None, phase: Phase, epoch: int
+) -> None:
+    """Raise `TrainingDiverged` on a NaN or infinite epoch loss, or one above `factor`
+    times the phase's (positive) `first` batch loss."""
+    running_away = factor is not None and first is not None and 0 < factor * first < loss
+    if math.isfinite(loss) and not running_away:
+        return
+    assert phase.optimizer is not None
+    why = f"the mean loss is {loss:.4g}" + (
+        f", {loss / first:.3g} times its first batch's ({first:.4g})" if running_away else ""
+    )
+    raise TrainingDiverged(
+        f"training diverged in phase {phase.name!r}, epoch {epoch}: {why}; lower the "
+        f"learning rate ({phase.optimizer.lr:g} now) or the batch's loss scale"
+    )
 
 
 def _rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:

@@ -46,8 +46,8 @@ class TrainingResult:
 
 
 class TrainingDiverged(PhototagError):
-    """The training loss became NaN or infinite (the message names the phase, the epoch
-    and the learning rate to lower)."""
+    """The training loss became NaN or infinite, or ran away (`Trainer.divergence`); the
+    message names the phase, the epoch and the learning rate to lower."""
 
 
 def is_main_process() -> bool:
@@ -92,6 +92,9 @@ class Trainer:
         workers: data-loading processes per training process (0: load in-process).
         drop_last: drop each epoch's last, smaller batch.
         progress: report each epoch on stderr (a bar on a terminal, lines in logs).
+        divergence: raise `TrainingDiverged` when an epoch's mean training loss exceeds
+            this multiple of the phase's first batch loss (a finite loss running away,
+            as too high a learning rate makes it); None: only on a NaN or infinite loss.
     """
 
     epochs: int = 10
@@ -109,6 +112,7 @@ class Trainer:
     workers: int = 0
     drop_last: bool = False
     progress: bool = True
+    divergence: float | None = 100.0
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, 1)
@@ -141,6 +145,8 @@ class Trainer:
             raise InvalidInputError("strategy", "a Fabric strategy name", repr(self.strategy))
         check_int("seed", self.seed, 0)
         check_int("workers", self.workers, 0)
+        if self.divergence is not None:
+            check_float("divergence", self.divergence, 1.0)
         for name in ("drop_last", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInputError(name, "True or False", repr(getattr(self, name)))

@@ -252,8 +252,9 @@ class NeighbourhoodAnnotator(Annotator):
 
     def _encode(self, data: AnnotationSet, encoding: str) -> np.ndarray | sp.csr_matrix:
         """The items' metadata under `encoding`: binary tag or group vectors (sparse), or
-        summed tag embeddings (Eq. 6; dense). New words of another tag vocabulary get
-        their own vectors from the embedding."""
+        summed tag embeddings (Eq. 6; dense) scaled to unit length, so an item's input
+        does not grow with its number of tags (cosine search is unchanged). New words of
+        another tag vocabulary get their own vectors from the embedding."""
         if encoding == "group":
             names = [str(g) for g in _groups(data)]
             known = np.array([g in self.group_vocabulary_ for g in names], dtype=bool)
@@ -270,7 +271,9 @@ class NeighbourhoodAnnotator(Annotator):
             assert data.tag_vocabulary is not None and data.user_tags is not None
             vectors = self._embedding(encoding).embed(data.tag_vocabulary.names).vectors
             tags = sp.csr_matrix(data.user_tags, dtype=np.float32)
-        return np.asarray(tags @ vectors, dtype=np.float32)
+        summed = np.asarray(tags @ vectors, dtype=np.float32)
+        norms = np.linalg.norm(summed, axis=1, keepdims=True)
+        return summed / np.maximum(norms, np.finfo(np.float32).tiny)
 
     def _meta(self, data: AnnotationSet) -> np.ndarray | sp.csr_matrix:
         return self._encode(data, self.metadata)
