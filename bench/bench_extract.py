@@ -128,13 +128,13 @@ def corel_paths() -> list[str]:
     return paths
 
 
-def _make_24mp(job: tuple[str, str, int]) -> str:
+def _make_large(job: tuple[str, str, int, tuple[int, int]]) -> str:
     from PIL import Image
 
-    source, target, seed = job
+    source, target, seed, size = job
     with Image.open(source) as image:
         rgb = image.convert("RGB")
-    size = (6000, 4000) if rgb.width >= rgb.height else (4000, 6000)
+    size = size if rgb.width >= rgb.height else size[::-1]
     big = np.asarray(rgb.resize(size, Image.Resampling.BICUBIC), dtype=np.uint8).copy()
     rng = np.random.default_rng(seed)
     for top in range(0, big.shape[0], 500):  # strips keep the float noise small
@@ -145,8 +145,9 @@ def _make_24mp(job: tuple[str, str, int]) -> str:
     return target
 
 
-def make_24mp(directory: Path, count: int) -> list[str]:
-    """`count` 6000 x 4000 photo-like JPEGs (landscape Corel photos, upscaled + noise)."""
+def make_large(directory: Path, count: int, size: tuple[int, int] = (6000, 4000)) -> list[str]:
+    """`count` photo-like JPEGs of `size` (default 24 MP; landscape Corel photos,
+    upscaled + noise), made once: files already in `directory` are reused."""
     from PIL import Image
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -160,11 +161,12 @@ def make_24mp(directory: Path, count: int) -> list[str]:
                 sources.append(path)
         if len(sources) == count:
             break
-    print(f"generating {count} 24-megapixel JPEGs in {directory} ...", flush=True)
+    megapixels = size[0] * size[1] / 1e6
+    print(f"generating {count} {megapixels:.0f}-megapixel JPEGs in {directory} ...", flush=True)
     start = time.perf_counter()
-    jobs = [(s, t, i) for i, (s, t) in enumerate(zip(sources, targets, strict=True))]
+    jobs = [(s, t, i, size) for i, (s, t) in enumerate(zip(sources, targets, strict=True))]
     with _process_pool() as pool:
-        pool.map(_make_24mp, jobs, chunksize=1)
+        pool.map(_make_large, jobs, chunksize=1)
     sizes = [os.path.getsize(t) for t in targets]
     print(
         f"  {time.perf_counter() - start:.0f} s, {np.mean(sizes) / 2**20:.1f} MiB/file on average"
@@ -305,7 +307,7 @@ def image_set(name: str, work: Path, args: argparse.Namespace) -> list[str]:
     if name == "corel":
         return corel_paths()[: args.n_corel]
     if name == "24mp":
-        return make_24mp(work / "24mp", args.n_24mp)
+        return make_large(work / "24mp", args.n_24mp)
     raise ValueError(name)
 
 
@@ -360,9 +362,7 @@ def run_throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "setup_s": round(setup, 1),
                 "forward_only_images_per_s": round(fwd, 2),
                 "end_to_end_images_per_s": round(e2e, 2),
-                "end_to_end_over_forward": round(
-                    float(np.median([r["ratio"] for r in rounds])), 3
-                ),
+                "end_to_end_over_forward": round(float(np.median([r["ratio"] for r in rounds])), 3),
                 "target": TARGET_RATIO,
                 "rounds": [
                     {

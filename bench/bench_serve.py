@@ -1,10 +1,12 @@
-"""Load test of `phototag serve`: concurrent clients uploading real photos on localhost.
+"""Load test of `phototag serve`: concurrent clients uploading real photos on localhost,
+and the latency of one 12-megapixel upload at a time.
 
 Usage::
 
     .venv/bin/python bench/bench_serve.py            # 50 clients x 10 uploads, default model
     .venv/bin/python bench/bench_serve.py --clients 50 --uploads 10 --model default \\
         --photos ../shared/data/corel5k --out bench/results/serve.json
+    .venv/bin/python bench/bench_serve.py --clients 0 --large 20   # 12 MP latency only
 
 Starts ``phototag serve`` in a subprocess on a free localhost port (fresh data folder and
 feature store, so every upload is decoded and encoded: nothing is served from a cache),
@@ -13,6 +15,12 @@ sends a few warm-up uploads, then runs `--clients` concurrent clients that each 
 Corel-5k JPEGs) and wait for the suggestions. Reports throughput, latency percentiles,
 failed requests (any status other than 200, or a transport error) and the machine's
 load average before and after; writes them to `--out`.
+
+``--large N`` (default 20) then uploads N distinct 4000 x 3000 JPEGs (Corel photos
+upscaled with noise, quality 90, made once into ``$TMPDIR/phototag-bench-12mp``) one
+after another from one client, after two warm-up uploads, and reports the latency
+percentiles (``large`` in the results): each answer is the suggestions of a photo the
+service had never seen, so it hashed, decoded, encoded and scored it.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -44,6 +53,15 @@ def photo_files(folders: list[Path], count: int) -> list[Path]:
     if len(found) < count:
         raise SystemExit(f"need {count} photos, found {len(found)} (add --photos DIR)")
     return found[:count]
+
+
+def large_photos(count: int) -> list[Path]:
+    """`count` distinct 12-megapixel JPEGs (`bench_extract.make_large`), made once."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_extract import make_large
+
+    folder = Path(tempfile.gettempdir()) / "phototag-bench-12mp"
+    return [Path(p) for p in make_large(folder, count, size=(4000, 3000))]
 
 
 def free_port() -> int:
@@ -81,28 +99,33 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}", "X-Phototag": "1"}
 
 
-async def upload(client: httpx.AsyncClient, url: str, path: Path) -> tuple[float, int, str]:
-    """Seconds, HTTP status (0 for a transport error) and an error text of one upload."""
+async def upload(
+    client: httpx.AsyncClient, url: str, path: Path, need_tags: bool = True
+) -> tuple[float, int, str]:
+    """Seconds, HTTP status (0 for a transport error) and an error text of one upload
+    (an answer without suggestions is an error when `need_tags`)."""
     body = path.read_bytes()
     start = time.perf_counter()
     try:
         response = await client.post(
             f"{url}/api/photos", headers=auth(), files={"file": (path.name, body, "image/jpeg")}
         )
-        ok = response.status_code == 200 and bool(response.json()["tags"])
+        ok = response.status_code == 200 and (bool(response.json()["tags"]) or not need_tags)
         error = "" if ok else response.text[:200]
         return time.perf_counter() - start, response.status_code, error
     except httpx.HTTPError as exc:
         return time.perf_counter() - start, 0, repr(exc)
 
 
-async def run_clients(url: str, photos: list[Path], clients: int, uploads: int) -> dict:
+async def run_clients(
+    url: str, photos: list[Path], clients: int, uploads: int, need_tags: bool = True
+) -> dict:
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
 
         async def one_client(k: int) -> list[tuple[float, int, str]]:
             mine = photos[k * uploads : (k + 1) * uploads]
-            return [await upload(client, url, p) for p in mine]
+            return [await upload(client, url, p, need_tags) for p in mine]
 
         start = time.perf_counter()
         results = await asyncio.gather(*(one_client(k) for k in range(clients)))
@@ -135,18 +158,30 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, action="append",
                         default=[ROOT.parent / "shared" / "data" / "corel5k"])  # fmt: skip
     parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--large", type=int, default=20, metavar="N",
+                        help="12 MP uploads, one at a time (0: none)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = parser.parse_args()
 
     total = args.clients * args.uploads
     photos = photo_files(args.photos, total + args.warmup)
+    large = large_photos(args.large + 2) if args.large else []
     load_before = os.getloadavg()
+    result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         process, url = start_server(args, Path(tmp))
         try:
             warm = asyncio.run(run_clients(url, photos[total:], 1, args.warmup))
             assert warm["failed"] == 0, warm
-            result = asyncio.run(run_clients(url, photos[:total], args.clients, args.uploads))
+            if total:
+                result = asyncio.run(run_clients(url, photos[:total], args.clients, args.uploads))
+            if large:
+                asyncio.run(run_clients(url, large[:2], 1, 2, False))  # warm-up at that size
+                result["large"] = {
+                    "megapixels": 12,
+                    "load_average_before": [round(x, 2) for x in os.getloadavg()],
+                    **asyncio.run(run_clients(url, large[2:], 1, args.large, False)),
+                }
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -165,8 +200,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    if result["failed"]:
-        raise SystemExit(f"{result['failed']} failed requests")
+    failed = result.get("failed", 0) + result.get("large", {}).get("failed", 0)
+    if failed:
+        raise SystemExit(f"{failed} failed requests")
 
 
 if __name__ == "__main__":

@@ -224,7 +224,8 @@ def test_journal_filling_the_disk_mid_run_is_one_clear_error(tmpfs, prior_model,
     filler = small_disk / "filler"
     filler.write_bytes(bytes(free - 160 * 1024))  # room to open the journal, not to finish
     argv = [sys.executable, "-m", "phototag", "annotate", str(photos), "--model", prior_model,
-            "--format", "json", "--journal", str(small_disk / "j.sqlite")]  # fmt: skip
+            "--format", "json", "--journal", str(small_disk / "j.sqlite"),
+            "--chunk-size", "1"]  # each record its own commit  # fmt: skip
 
     first = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert first.returncode == 1 and "Traceback" not in first.stderr

@@ -16,15 +16,15 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
-
-from phototag import __version__
 from phototag.filenames import printable
-from phototag.imaging import ImageLoadError, iter_image_files
-from phototag.library.annotation import FileAnnotation
 from phototag.library.journal import Journal, default_journal_path
+
+if TYPE_CHECKING:  # the command line is parsed before these heavier modules load
+    from tqdm import tqdm
+
+    from phototag.library.annotation import FileAnnotation
 
 #: Options that change how results are shown or how fast they come, not what they are.
 PRESENTATION_OPTIONS = frozenset(
@@ -48,7 +48,8 @@ def add_batch_options(parser: argparse.ArgumentParser, report: bool = False) -> 
     )  # fmt: skip
     parser.add_argument(
         "--chunk-size", type=_positive_int, default=256, metavar="N",
-        help="photos per step; finished steps are journaled (default: 256)",
+        help="photos journaled together: a kill loses the record of at most the last N "
+        "finished ones, which are done again (default: 256)",
     )  # fmt: skip
     if report:
         parser.add_argument(
@@ -71,6 +72,8 @@ def run_key(command: str, args: argparse.Namespace, inputs: Sequence[str]) -> di
     name (a shipped model's too), so a retrained model or edited word list starts a new
     journal.
     """
+    from phototag import __version__
+
     key: dict[str, Any] = {"command": command, "version": __version__}
     key["inputs"] = [_absolute(item) for item in inputs]
     for name, value in sorted(vars(args).items()):
@@ -118,19 +121,24 @@ def open_journal(
     args: argparse.Namespace,
     inputs: Sequence[str],
     companions: Callable[[str], Sequence[str | os.PathLike[str]]] | None = None,
+    commit_every: int = 1,
 ) -> Journal:
     """The run's journal: ``--journal FILE`` or the default one for this run key.
 
-    `companions`: files whose changes also undo a photo's entry (see `Journal`).
+    `companions`: files whose changes also undo a photo's entry; `commit_every`: records
+    per commit (see `Journal`).
     """
     key = run_key(command, args, inputs)
     path = args.journal if args.journal is not None else default_journal_path(command, key)
-    return Journal(path, key, restart=args.restart, companions=companions)
+    return Journal(path, key, restart=args.restart, companions=companions,
+                   commit_every=commit_every)  # fmt: skip
 
 
 def find_photos(paths: Sequence[Path]) -> tuple[list[str], list[str]]:
     """The image files under `paths` (`iter_image_files`) and the named paths that do not
     exist (each reported on stderr as skipped; the run goes on without them)."""
+    from phototag.imaging import iter_image_files
+
     missing = [str(p) for p in paths if not p.exists()]
     for path in missing:
         report_skip(missing_error(path))
@@ -151,6 +159,8 @@ def missing_error(path: str) -> str:
 
 def progress_bar(total: int, initial: int, desc: str, unit: str = "photo") -> tqdm:
     """A tqdm bar on stderr with rate and ETA; shown only when stderr is a terminal."""
+    from tqdm.auto import tqdm
+
     return tqdm(
         total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
         disable=not sys.stderr.isatty(), dynamic_ncols=True,
@@ -177,6 +187,8 @@ def resume_annotations(
     from the journal with ``replayed=True``. Recording fresh results is the caller's
     job (`record_annotation`), after it has done everything else with them.
     """
+    from phototag.library.annotation import FileAnnotation
+
     names = [os.fspath(p) for p in paths]
     done = journal.completed(names)
     todo = [p for p in names if p not in done]
@@ -197,6 +209,9 @@ def resume_annotations(
             bar.update(1)
     finally:
         bar.close()
+        close = getattr(fresh, "close", None)
+        if close is not None:  # stop a pipeline's threads now, not when collected
+            close()
 
 
 def record_annotation(journal: Journal, result: FileAnnotation) -> None:
@@ -207,6 +222,8 @@ def record_annotation(journal: Journal, result: FileAnnotation) -> None:
 # ------------------------------------------------------------------------- summary
 def skip_reason(message: str) -> str:
     """The short reason of an error message (``"truncated"`` style texts are grouped)."""
+    from phototag.imaging import ImageLoadError
+
     for what, _ in ImageLoadError.REASONS.values():
         if f": {what}" in message:
             return what

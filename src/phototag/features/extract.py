@@ -149,7 +149,8 @@ class ExtractionReport:
 
 
 # -------------------------------------------------------------- worker functions
-def _digest(path: str) -> tuple[str | None, str | None]:
+def digest_or_error(path: str) -> tuple[str | None, str | None]:
+    """The file's content digest (`file_digest`), or why it cannot be read."""
     try:
         return file_digest(path), None
     except ImageLoadError as error:
@@ -225,15 +226,21 @@ def default_workers(paths: Sequence[str | Path] = ()) -> int:
     (Corel-5k: 0.84 of forward-only throughput against 0.71 with one process).
     """
     cores = os.cpu_count() or 2
+    if photos_are_large(paths):
+        return cores
+    return 0 if cores <= 2 else cores - 1
+
+
+def photos_are_large(paths: Sequence[str | Path]) -> bool:
+    """Whether the median size of up to 64 sampled files exceeds `LARGE_FILE_BYTES`
+    (decoding them costs more than encoding them)."""
     sizes = []
     for path in paths[:: max(1, len(paths) // 64)][:64]:
         try:
             sizes.append(os.path.getsize(path))
         except OSError:
             continue
-    if sizes and float(np.median(sizes)) > LARGE_FILE_BYTES:
-        return cores
-    return 0 if cores <= 2 else cores - 1
+    return bool(sizes) and float(np.median(sizes)) > LARGE_FILE_BYTES
 
 
 class _Pool:
@@ -288,7 +295,7 @@ def extract_features(
     try:
         digests: list[str | None] = []
         hashing = tqdm(
-            pool.imap(_digest, names, chunksize=32),
+            pool.imap(digest_or_error, names, chunksize=32),
             total=len(names),
             desc="hashing",
             unit="file",

@@ -1,14 +1,16 @@
 """Annotating photo files with a trained model: files in, ranked keywords out.
 
-Photos are processed in chunks, so output streams and memory stays bounded on any
-library size; their encoder features go through the feature store, so annotating the
-same photos again (with this or another model on the same encoder) decodes nothing.
+Photos stream through in batches (`phototag.features.stream`): decoding, encoding and
+scoring overlap, output comes in input order, and memory stays bounded on any library
+size; their encoder features go through the feature store, so annotating the same
+photos again (with this or another model on the same encoder) decodes nothing.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -25,8 +27,9 @@ from phototag.library.inputs import with_inputs
 from phototag.models.base import Annotator, decoded_tags
 from phototag.models.open_vocabulary import UncoveredWordsWarning
 
-if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are annotated
+if TYPE_CHECKING:  # the encoders load only when photos are annotated
     from phototag.features.extract import FeatureSource
+    from phototag.features.stream import FeatureBatch
 
 
 class Scorer(Protocol):
@@ -142,7 +145,6 @@ def annotate_files(
     runtime: str = "onnx",
     batch_size: int = 32,
     workers: int | None = None,
-    chunk_size: int = 512,
     progress: bool = True,
     sources: Mapping[str, FeatureSource] | None = None,
 ) -> Iterator[FileAnnotation]:
@@ -155,14 +157,15 @@ def annotate_files(
     decoder = decoder or model.decoder_
     results = predict_files(
         paths, model, store_root=store_root, runtime=runtime, batch_size=batch_size,
-        workers=workers, chunk_size=chunk_size, progress=progress, sources=sources,
+        workers=workers, progress=progress, sources=sources,
     )  # fmt: skip
-    for result in results:
-        if result.prediction is None:
-            yield FileAnnotation(result.path, error=result.error)
-        else:
-            tags = decoded_tags(result.prediction, model.vocabulary_, decoder)[0]
-            yield FileAnnotation(result.path, tuple(tags))
+    with closing(results):
+        for result in results:
+            if result.prediction is None:
+                yield FileAnnotation(result.path, error=result.error)
+            else:
+                tags = decoded_tags(result.prediction, model.vocabulary_, decoder)[0]
+                yield FileAnnotation(result.path, tuple(tags))
 
 
 def predict_files(
@@ -173,50 +176,75 @@ def predict_files(
     runtime: str = "onnx",
     batch_size: int = 32,
     workers: int | None = None,
-    chunk_size: int = 512,
     progress: bool = True,
     sources: Mapping[str, FeatureSource] | None = None,
 ) -> Iterator[FilePrediction]:
     """Yield one `FilePrediction` per path, in order; unreadable photos carry an error.
 
-    The model's inputs (``model.required_inputs()``) are filled from each photo by
-    `phototag.library.inputs.with_inputs` (stage maps in memory, not kept); `sources`
+    The model's first encoder feature streams through `phototag.features.stream` (decoding
+    threads, the encoder thread and the feature store), so a batch is scored here while
+    the next ones decode and encode; the model's other inputs are filled per batch by
+    `phototag.library.inputs.with_inputs` (stage maps in memory, not kept). `sources`
     maps feature names to their sources already built (a long-running service keeps them
-    loaded); the others are built on `runtime`.
+    loaded); the others are built on `runtime`. `workers`: decoding threads (default:
+    `phototag.features.stream.decode_threads`).
     """
-    from phototag.features.extract import create_sources
+    from phototag.features.extract import create_sources, is_descriptor
 
-    built = dict(sources or {})  # every source built once, not once per chunk
-    needed = [name for name in model.required_inputs().sources if name not in built]
-    built.update(create_sources(needed, runtime=runtime))
-    bar = tqdm(total=len(paths), desc="annotating", unit="photo", disable=not progress)
-    options = dict(store_root=store_root, runtime=runtime, batch_size=batch_size,
-                   workers=workers, sources=built)  # fmt: skip
+    names = [str(p) for p in paths]
+    inputs = model.required_inputs()
+    built = dict(sources or {})  # every source built once, not once per batch
+    built.update(create_sources([n for n in inputs.sources if n not in built], runtime=runtime))
+    streamed = next((name for name in inputs.features if not is_descriptor(name)), None)
+    if streamed is None:
+        batches: Iterator[FeatureBatch] = _unfilled(names, batch_size)
+    else:
+        from phototag.features.stream import stream_features
+
+        batches = stream_features(
+            names, built[streamed], store_root=store_root, batch_size=batch_size,  # type: ignore[arg-type]
+            workers=workers,
+        )  # fmt: skip
+    options = dict(store_root=store_root, runtime=runtime, batch_size=batch_size, sources=built)
+    bar = tqdm(total=len(names), desc="annotating", unit="photo", disable=not progress)
     try:
-        for start in range(0, len(paths), chunk_size):
-            chunk = [str(p) for p in paths[start : start + chunk_size]]
-            yield from _predict_chunk(chunk, model, options)
-            bar.update(len(chunk))
+        with closing(batches):
+            for batch in batches:
+                yield from _predict_batch(batch, streamed, model, options)
+                bar.update(len(batch.paths))
     finally:
         bar.close()
 
 
-def _predict_chunk(paths: list[str], model: Scorer, options: dict) -> Iterator[FilePrediction]:
+def _unfilled(paths: list[str], batch_size: int) -> Iterator[FeatureBatch]:
+    """`paths` as batches without features (every input is filled by `with_inputs`)."""
+    from phototag.features.stream import FeatureBatch
+
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        yield FeatureBatch(chunk, [None] * len(chunk), np.zeros((len(chunk), 0), np.float32))
+
+
+def _predict_batch(
+    batch: FeatureBatch, streamed: str | None, model: Scorer, options: dict
+) -> Iterator[FilePrediction]:
+    kept = batch.kept
     data = AnnotationSet(
         name="photos",
-        item_ids=paths,
+        item_ids=kept,
         vocabulary=model.vocabulary_,
-        labels=sp.csr_matrix((len(paths), len(model.vocabulary_)), dtype=bool),
-        image_paths=paths,
+        labels=sp.csr_matrix((len(kept), len(model.vocabulary_)), dtype=bool),
+        image_paths=kept,
+        features={} if streamed is None else {streamed: batch.vectors},
     )
-    data, report = with_inputs(data, model.required_inputs(), store_maps=False, **options)
-    rows: dict[str, int] = {}
-    prediction = None
-    if len(data):
-        prediction = model.predict(data)
-        rows = {path: row for row, path in enumerate(data.item_ids)}
-    errors = dict(report.failures)
-    for path in paths:
+    # in-process (workers=0): the stream's threads are running, so nothing may fork now
+    data, report = with_inputs(data, model.required_inputs(), store_maps=False, workers=0,
+                               **options)  # fmt: skip
+    errors = {path: error for path, error in zip(batch.paths, batch.errors, strict=True) if error}
+    errors.update(report.failures)
+    prediction = model.predict(data) if len(data) else None
+    rows = {path: row for row, path in enumerate(data.item_ids)}
+    for path in batch.paths:
         if prediction is not None and path in rows:
             yield FilePrediction(path, prediction.take([rows[path]]))
         else:

@@ -3,10 +3,12 @@
 A journal is a small SQLite database (WAL mode) with one row per finished file: its
 absolute path (as TEXT, or as its exact bytes, a BLOB, when the name is not valid
 UTF-8), its size and modification time (nanoseconds) when it was processed, and its
-result (any JSON value) or the error that stopped it. Every record is its own
-committed transaction, so a process killed at any moment (``SIGKILL`` included) leaves
-every file recorded before the kill in the journal; a power cut may lose the last few
-records, never the journal's consistency. A file whose size or modification time
+result (any JSON value) or the error that stopped it. Records are committed in groups
+of ``commit_every`` (1: each its own transaction) and when the journal closes, so a
+process killed at any moment (``SIGKILL`` included) leaves every file recorded before
+the last commit in the journal, and loses at most the ``commit_every - 1`` records since
+(those files are done again); a power cut may lose the last few commits, never the
+journal's consistency. A file whose size or modification time
 changed since it was recorded counts as not done.
 
 The journal also stores the *run key*: the JSON object of everything that decides the
@@ -86,6 +88,7 @@ class Journal:
     `InvalidInputError` unless ``restart=True``, which empties it first.
     `companions` names files that belong to a photo (its XMP sidecars, for a run that
     writes them): a change to them, like a change to the photo, makes it not done.
+    `commit_every`: records per commit (`record`); the rest are committed on closing.
     """
 
     def __init__(
@@ -95,8 +98,13 @@ class Journal:
         *,
         restart: bool = False,
         companions: Callable[[str], Sequence[str | os.PathLike[str]]] | None = None,
+        commit_every: int = 1,
     ) -> None:
+        if commit_every < 1:
+            raise InvalidInputError("commit_every", "a whole number >= 1", repr(commit_every))
         self.path = Path(path).expanduser()
+        self.commit_every = commit_every
+        self._uncommitted = 0
         self.run_key = dict(run_key)
         self.companions = companions
         try:
@@ -242,7 +250,8 @@ class Journal:
     def record(
         self, path: str | os.PathLike[str], result: Any = None, error: str | None = None
     ) -> None:
-        """Mark `path` done with its `result` (a JSON value) or `error`, committed at once.
+        """Mark `path` done with its `result` (a JSON value) or `error`; committed with
+        the `commit_every`-th uncommitted record, by `commit`, or on closing.
 
         Call it after *everything* the run does to the file has succeeded (a keyword
         write included), so a resumed run never does any of it twice. The file's size
@@ -259,7 +268,15 @@ class Journal:
         )
         with self._database() as db:
             db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", row)
+        self._uncommitted += 1
+        if self._uncommitted >= self.commit_every:
+            self.commit()
+
+    def commit(self) -> None:
+        """Commit the records not committed yet."""
+        with self._database() as db:
             db.commit()
+        self._uncommitted = 0
 
     def _stamp(self, path: str) -> tuple[int, int, str | None]:
         """Size, modification time and the companions' ``[size, mtime]`` (or None) as JSON."""
@@ -271,7 +288,15 @@ class Journal:
 
     # ------------------------------------------------------------------ closing
     def close(self) -> None:
-        """Close the database (checkpointing its WAL) and release the lock."""
+        """Commit what is recorded, close the database (checkpointing its WAL) and
+        release the lock (both even when the commit fails, which then raises)."""
+        try:
+            if getattr(self, "_db", None) is not None and self._uncommitted:
+                self.commit()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         db = getattr(self, "_db", None)
         if db is not None:
             db.close()
@@ -282,8 +307,12 @@ class Journal:
     def __enter__(self) -> Journal:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        with contextlib.suppress(PhototagError):  # the error in flight is the one to show
+            self.close()
 
 
 def _size_and_mtime(path: str) -> tuple[int, int]:

@@ -110,13 +110,14 @@ def _run_annotate(args: argparse.Namespace) -> int:
             return _annotate_on_ray(todo, model, decoder, args)
         return annotate_files(
             todo, model, decoder, store_root=args.store, runtime=args.runtime,
-            batch_size=args.batch_size, workers=args.workers, chunk_size=args.chunk_size,
-            progress=False,
+            batch_size=args.batch_size, workers=args.workers, progress=False,
         )  # fmt: skip
 
     # a run that writes sidecars must see them changed (e.g. by `untag`) to write again
     sidecars = _sidecar_paths if args.write is not None else None
-    with open_journal("annotate", args, [str(p) for p in args.paths], sidecars) as journal, \
+    inputs = [str(p) for p in args.paths]
+    journaled = open_journal("annotate", args, inputs, sidecars, commit_every=args.chunk_size)
+    with journaled as journal, \
             _maybe_report(args.report, "phototag annotate") as report:  # fmt: skip
         for path in missing if report is not None else ():
             report.add(path, error=missing_error(path))
