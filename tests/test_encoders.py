@@ -390,8 +390,10 @@ def test_onnx_runtime_matches_eager(lite0, photos, tmp_path):
     files = list((tmp_path / "encoders").glob("*.onnx"))
     assert len(files) == 1 and lite0.weights_sha256[:16] in files[0].name
     x = lite0.transform([photos["cat"], photos["coffee"]])
-    expected, got = lite0.forward_features(x), fast.forward_features(x)
-    assert list(got) == list(expected)
+    expected, outputs = lite0.forward_features(x), fast.forward_features(x)
+    assert list(outputs) == list(expected)
+    assert all(isinstance(v, np.ndarray) for v in outputs.values())  # ONNX gives numpy
+    got = {name: torch.from_numpy(value) for name, value in outputs.items()}
     for name in expected:
         scale = expected[name].abs().max().item()
         assert (got[name] - expected[name]).abs().max().item() <= 1e-4 * max(scale, 1.0), name
@@ -399,7 +401,8 @@ def test_onnx_runtime_matches_eager(lite0, photos, tmp_path):
     assert cosine.min().item() > 0.99999
     assert [c for c, _ in fast.top_classes(x)[0]] == [c for c, _ in lite0.top_classes(x)[0]]
     # other input sizes run in torch; a second encoder reuses the cached file
-    assert fast.pooled(torch.zeros(1, 3, 64, 64)).shape == (1, 1280)
+    small = fast.pooled(torch.zeros(1, 3, 64, 64))
+    assert isinstance(small, np.ndarray) and small.shape == (1, 1280)
     mtime = files[0].stat().st_mtime_ns
     create_encoder("efficientnet_lite0", runtime="onnx", cache_dir=tmp_path)
     assert files[0].stat().st_mtime_ns == mtime
@@ -419,7 +422,10 @@ def test_forward_pixels_normalises_inside_the_onnx_graph(lite0, photos, tmp_path
     )
     expected = lite0.forward_features(normalize(pixels, lite0.preprocess), ["pooled", "logits"])
     for encoder in (lite0, fast):  # torch normalises in numpy, ONNX inside the graph
-        got = encoder.forward_pixels(pixels, ["pooled", "logits"])
+        got = {
+            name: torch.as_tensor(value)
+            for name, value in encoder.forward_pixels(pixels, ["pooled", "logits"]).items()
+        }
         for name in expected:
             scale = max(expected[name].abs().max().item(), 1.0)
             assert (got[name] - expected[name]).abs().max().item() <= 1e-4 * scale, name
@@ -430,7 +436,7 @@ def test_forward_pixels_normalises_inside_the_onnx_graph(lite0, photos, tmp_path
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     fast._backend._pixel_sessions.clear()
     (tmp_path / "encoders" / pixel_graph).unlink()
-    got = fast.forward_pixels(pixels, ["pooled"])["pooled"]
+    got = torch.from_numpy(fast.forward_pixels(pixels, ["pooled"])["pooled"])
     assert (got - expected["pooled"]).abs().max().item() <= 1e-4
     assert not (tmp_path / "encoders" / pixel_graph).exists()
     with pytest.raises(InvalidInputError, match="pixels"):

@@ -20,3 +20,8 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "phototag"
+
+
+def default_store_root() -> Path:
+    """Where features are stored unless told otherwise: ``<cache>/features``."""
+    return cache_dir() / "features"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
-
-import numpy as np
 
 T = TypeVar("T")
 
@@ -59,7 +58,7 @@ class DataDefectWarning(UserWarning):
 # `InvalidInputError`. An optional argument is checked as ``None if v is None else check...``.
 def check_int(argument: str, value: object, minimum: int, maximum: int | None = None) -> int:
     """`value` as an int in ``[minimum, maximum]``, or `InvalidInputError`."""
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if ok and value >= minimum and (maximum is None or value <= maximum):
         return int(value)
     upper = f" and at most {maximum}" if maximum is not None else ""
@@ -75,7 +74,7 @@ def check_float(
 ) -> float:
     """`value` as a finite float above (or, not `strict`, at least) `minimum` and at most
     `maximum`, or `InvalidInputError`."""
-    number = isinstance(value, int | float | np.integer | np.floating)
+    number = isinstance(value, numbers.Real)
     ok = number and not isinstance(value, bool) and math.isfinite(value)
     above = ok and (value > minimum if strict else value >= minimum)
     if above and (maximum is None or value <= maximum):

@@ -58,6 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PhototagError as exc:
         print(f"phototag: error: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # a package of an extra the install left out
+        from phototag.extras import missing_extra
+
+        missing = missing_extra(exc, f"phototag {args.command}")
+        if missing is None:
+            raise
+        print(f"phototag: error: {missing}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("phototag: interrupted", file=sys.stderr)
         return 130

@@ -13,7 +13,7 @@ EPILOG = "Datasets are given as NAME:PATH[?option=value&...]; `phototag datasets
 
 
 def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -> None:
-    from phototag.features.store import default_store_root
+    from phototag.cache import default_store_root
 
     if features:
         parser.add_argument(

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from phototag.errors import InvalidInputError
 from phototag.features.descriptors import Descriptor, available_descriptors, create_descriptor
 from phototag.features.encoders import ImageEncoder, Preprocess, create_encoder
-from phototag.features.encoders.base import POOLED
+from phototag.features.encoders.base import POOLED, as_array
 from phototag.features.encoders.preprocess import resize_to_input
 from phototag.features.maps import FeatureMapStore, view_pixels
 from phototag.features.store import FeatureStore, RowStore
@@ -431,9 +431,9 @@ def _pipeline(  # type: ignore[no-untyped-def]
             out = source.forward_pixels(
                 view_pixels(pixels, view), [*names, POOLED] if view == "plain" else names
             )
-            added += [(t, out[t.stage].numpy().astype(np.float16)) for t in wanted]
+            added += [(t, as_array(out[t.stage]).astype(np.float16)) for t in wanted]
             if view == "plain":
-                added.append((store, out[POOLED].float().numpy()))
+                added.append((store, as_array(out[POOLED]).astype(np.float32, copy=False)))
         return added
 
     return decoded_batches(paths, source.preprocess, batch_size, pool), encode

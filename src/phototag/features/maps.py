@@ -66,7 +66,7 @@ def stage_maps(
     """The float16 maps of `specs` (stages and views of `encoder`) for uint8 model inputs
     ``[N, S, S, 3]``, by ``MapSpec.key``: one forward pass per view. With `pooled`, the
     pooled float32 vectors of the plain view too, under the key ``POOLED``."""
-    from phototag.features.encoders.base import POOLED
+    from phototag.features.encoders.base import POOLED, as_array
 
     out: dict[str, np.ndarray] = {}
     for view in dict.fromkeys([*(["plain"] if pooled else []), *(s.view for s in specs)]):
@@ -76,8 +76,8 @@ def stage_maps(
             names.append(POOLED)
         computed = encoder.forward_pixels(view_pixels(pixels, view), names)
         if view == "plain" and pooled:
-            out[POOLED] = computed[POOLED].float().numpy()
-        out |= {spec.key: computed[spec.stage].half().numpy() for spec in wanted}
+            out[POOLED] = as_array(computed[POOLED]).astype(np.float32, copy=False)
+        out |= {spec.key: as_array(computed[spec.stage]).astype(np.float16) for spec in wanted}
     return out
 
 

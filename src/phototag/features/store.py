@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from phototag.cache import cache_dir
+from phototag.cache import default_store_root  # noqa: F401  (its home before cache.py)
 from phototag.errors import InvalidInputError, PhototagError
 from phototag.fileio import DamagedFileError, atomic_write, storage_error
 
@@ -46,11 +46,6 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS rows (digest TEXT PRIMARY KEY, row INTEGER
 def safe_name(key: str) -> str:
     """`key` (an encoder id, a stage name) as one portable folder name."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", key)
-
-
-def default_store_root() -> Path:
-    """Where features are stored unless told otherwise: ``<cache>/features``."""
-    return cache_dir() / "features"
 
 
 def encoder_directory(root: str | Path, encoder_id: str) -> Path:

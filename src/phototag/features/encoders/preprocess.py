@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import numpy as np
-import torch
 from PIL import Image
 
 from phototag.errors import InvalidInputError, check_int
+
+if TYPE_CHECKING:
+    import torch
 
 #: Resize modes. ``center_crop``: keep the central square whose side is
 #: ``crop_fraction`` x the shorter image side, resize it to ``input_size`` (the
@@ -32,7 +35,14 @@ INTERPOLATIONS: Final = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 
-ImageLike = Image.Image | np.ndarray | torch.Tensor
+ImageLike: TypeAlias = "Image.Image | np.ndarray | torch.Tensor"
+
+
+def is_tensor(value: object) -> bool:
+    """Whether `value` is a torch tensor, without importing PyTorch (a tensor can only
+    exist once PyTorch is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,9 @@ def to_rgb_image(image: ImageLike, *, argument: str = "images") -> Image.Image:
     """
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image)
-    if isinstance(image, torch.Tensor):
+    if is_tensor(image):
+        import torch
+
         if image.dtype != torch.uint8 or image.ndim not in (2, 3):
             raise InvalidInputError(
                 argument,
@@ -195,6 +207,8 @@ def resize_to_input(image: Image.Image, preprocess: Preprocess) -> Image.Image:
 
 def transform(images: Sequence[ImageLike], preprocess: Preprocess) -> torch.Tensor:
     """A batch of images as a normalised float32 tensor ``(N, 3, S, S)``."""
+    import torch
+
     if isinstance(images, (Image.Image, np.ndarray, torch.Tensor)):
         raise InvalidInputError(
             "images",
@@ -218,6 +232,8 @@ def transform(images: Sequence[ImageLike], preprocess: Preprocess) -> torch.Tens
 def normalize(pixels: np.ndarray | torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     """uint8 ``[N, S, S, 3]`` model inputs -> the network's float32 ``[N, 3, S, S]`` batch
     (on the device of `pixels` when they are a tensor)."""
+    import torch
+
     x = torch.as_tensor(pixels).permute(0, 3, 1, 2).float()
     mean = torch.tensor(preprocess.mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(preprocess.std, device=x.device).view(1, 3, 1, 1)

@@ -33,7 +33,7 @@ def register_encoder(name: str, *, default: bool = False) -> Callable[[B], B]:
 
 
 def _import_builtin_encoders() -> None:
-    from phototag.features.encoders import efficientnet_lite, resnet  # noqa: F401
+    from phototag.features.encoders import builders  # noqa: F401
 
 
 def default_encoder() -> str:

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from phototag.errors import InvalidInputError
-from phototag.features.encoders.base import LOGITS, POOLED, Backbone, ImageEncoder, StageSpec
+from phototag.features.encoders.base import LOGITS, POOLED, ImageEncoder, StageSpec
 from phototag.features.encoders.imagenet import imagenet_classes
+from phototag.features.encoders.network import Backbone
 from phototag.features.encoders.preprocess import Preprocess
-from phototag.features.encoders.registry import register_encoder
 from phototag.features.encoders.runtime import attach_runtime
 from phototag.features.encoders.weights import (
     load_state_dict_file,
@@ -169,58 +169,3 @@ def build_resnet(
     )
     attach_runtime(encoder, runtime, cache_dir)
     return encoder
-
-
-@register_encoder("resnet101")
-def resnet101(
-    *,
-    weights: str | Path | None = None,
-    pretrained: bool = True,
-    runtime: str = "torch",
-    input_size: int = 224,
-    resize: str = "center_crop",
-    crop_fraction: float = 0.875,
-    cache_dir: str | Path | None = None,
-) -> ImageEncoder:
-    """ResNet-101 from a weights file you name (torchvision/timm layout), 2048-d.
-
-    The M3 paper's backbone; :attr:`ImageEncoder.scales` are its five maps
-    ``conv1, conv2_3, conv3_4, conv4_23, conv5_3``. Preprocessing defaults to
-    torchvision's (resize shorter side to 256, centre crop 224, ImageNet mean/std).
-    ``weights=None, pretrained=False`` builds random weights (tests).
-    """
-    return build_resnet(
-        "resnet101",
-        weights=weights,
-        pretrained=pretrained,
-        runtime=runtime,
-        input_size=input_size,
-        resize=resize,
-        crop_fraction=crop_fraction,
-        cache_dir=cache_dir,
-    )
-
-
-@register_encoder("resnet50")
-def resnet50(
-    *,
-    weights: str | Path | None = None,
-    pretrained: bool = True,
-    runtime: str = "torch",
-    input_size: int = 224,
-    resize: str = "center_crop",
-    crop_fraction: float = 0.875,
-    cache_dir: str | Path | None = None,
-) -> ImageEncoder:
-    """ResNet-50 from a weights file you name; maps ``conv1, conv2_3, conv3_4, conv4_6,
-    conv5_3``. Same arguments as :func:`resnet101`."""
-    return build_resnet(
-        "resnet50",
-        weights=weights,
-        pretrained=pretrained,
-        runtime=runtime,
-        input_size=input_size,
-        resize=resize,
-        crop_fraction=crop_fraction,
-        cache_dir=cache_dir,
-    )

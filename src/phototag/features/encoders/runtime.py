@@ -1,15 +1,18 @@
 """Where an encoder's forward pass runs: eager PyTorch or ONNX Runtime, on which device.
 
-``runtime="onnx"`` exports the network once (TorchScript-based ``torch.onnx.export``,
-fixed input size, dynamic batch) into the cache directory, keyed by encoder name,
-weights digest and input size, and then runs it with ONNX Runtime's CPU provider
-(graph optimisations on: Conv+BN+ReLU fusion, NCHWc layouts). On 2 CPU cores that is
-several times faster than eager PyTorch with the same outputs (cosine 1.0). Missing
-``onnxruntime`` or a failed export falls back to eager PyTorch with a warning.
+The default encoder's graph ships with the package (`phototag.features.encoders.shipped`),
+so it runs on ONNX Runtime without PyTorch and without exporting anything. For the
+other encoders (or weights of your own) ``runtime="onnx"`` exports the network once
+(TorchScript-based ``torch.onnx.export``, fixed input size, dynamic batch) into the cache
+directory, keyed by encoder name, weights digest and input size, and then runs it with
+ONNX Runtime's CPU provider (graph optimisations on: Conv+BN+ReLU fusion, NCHWc layouts). On 2 CPU cores that is
+several times faster than eager PyTorch with the same outputs (cosine 1.0); outputs are
+numpy arrays. Missing ``onnxruntime`` or a failed export falls back to eager PyTorch with
+a warning.
 
 Cache directory: the ``cache_dir`` argument, else `phototag.cache.cache_dir()`; files go
-under ``encoders/``. Exporting needs the ``onnx``
-package (the TorchScript exporter writes through it); running a cached file needs only
+under ``encoders/``. Exporting needs PyTorch and the ``onnx`` package (the TorchScript
+exporter writes through it), i.e. ``phototag[research]``; running a graph needs only
 ``onnxruntime``.
 """
 
@@ -20,18 +23,27 @@ import importlib.util
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import torch
-from torch import nn
 
 from phototag.cache import cache_dir as default_cache_dir
 from phototag.errors import InvalidInputError
-from phototag.features.encoders.base import Backbone, ImageEncoder, TorchBackend, warn_fallback
+from phototag.features.encoders.base import (
+    Backend,
+    ImageEncoder,
+    as_array,
+    torch_loaded,
+    warn_fallback,
+)
 from phototag.features.encoders.preprocess import Preprocess, normalize
+
+if TYPE_CHECKING:
+    import torch
+
+    from phototag.features.encoders.network import Backbone
 
 RUNTIMES: Final = ("torch", "onnx")
 ONNX_OPSET: Final = 17
@@ -43,6 +55,8 @@ PIXELS_NAME: Final = "pixels"
 
 def torch_device(name: str) -> torch.device:
     """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` as a torch device."""
+    import torch
+
     if name not in ("auto", "cpu", "cuda"):
         raise InvalidInputError("device", "auto, cpu or cuda", repr(name))
     if name == "cuda" and not torch.cuda.is_available():
@@ -57,6 +71,8 @@ def torch_device(name: str) -> torch.device:
 def attach_runtime(encoder: ImageEncoder, runtime: str, cache_dir: str | Path | None) -> None:
     """Give ``encoder`` the requested runtime (or eager torch, with a warning, if it
     cannot be had)."""
+    from phototag.features.encoders.network import TorchBackend
+
     if runtime not in RUNTIMES:
         raise InvalidInputError("runtime", f"one of {', '.join(RUNTIMES)}", repr(runtime))
     encoder._set_backend(TorchBackend(encoder.model))
@@ -81,7 +97,8 @@ def attach_runtime(encoder: ImageEncoder, runtime: str, cache_dir: str | Path | 
     try:
         if not path.is_file():
             export_onnx(encoder.model, encoder.preprocess.input_size, path)
-        backend = OnnxBackend(path, encoder.model, encoder.preprocess.input_size)
+        model = encoder.model
+        backend = OnnxBackend(path, lambda: TorchBackend(model), encoder.preprocess.input_size)
     except Exception as error:  # export/runtime failures of many kinds
         warn_fallback(
             f"{encoder.name}: could not set up ONNX Runtime ({type(error).__name__}: "
@@ -100,21 +117,24 @@ def onnx_model_path(encoder: ImageEncoder, directory: Path) -> Path:
     return directory / "encoders" / name
 
 
-class _TupleOutputs(nn.Module):
+def _tuple_outputs(model: Backbone) -> torch.nn.Module:
     """The backbone with its dict outputs as a tuple in ``output_names`` order."""
+    from torch import nn
 
-    def __init__(self, model: Backbone) -> None:
-        super().__init__()
-        self.model = model
-        self.names = model.output_names
+    class TupleOutputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(x)
-        return tuple(out[name] for name in self.names)
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.model(x)
+            return tuple(out[name] for name in model.output_names)
+
+    return TupleOutputs()
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
@@ -129,6 +149,8 @@ def export_onnx(model: Backbone, input_size: int, path: Path, *, check: bool = T
     With ``check``, the exported graph must reproduce the torch outputs on a random
     input before the file is kept.
     """
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(model.output_names)
     example = torch.randn(2, 3, input_size, input_size, generator=torch.Generator().manual_seed(0))
@@ -138,7 +160,7 @@ def export_onnx(model: Backbone, input_size: int, path: Path, *, check: bool = T
             # padding arithmetic (fixed by design: the graph has one input size).
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _TupleOutputs(model),
+                _tuple_outputs(model),
                 (example,),
                 temporary,
                 input_names=[INPUT_NAME],
@@ -167,6 +189,8 @@ def _written_atomically(target: Path) -> Iterator[str]:
 
 
 def _check_export(model: Backbone, file: str, example: torch.Tensor) -> None:
+    import torch
+
     session = make_session(file)
     with _eval_mode(model), torch.no_grad():
         expected = model(example)
@@ -182,14 +206,19 @@ def _check_export(model: Backbone, file: str, example: torch.Tensor) -> None:
 def make_session(path: str | Path, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session with all graph optimisations.
 
-    ``threads`` defaults to ``torch.get_num_threads()`` (PyTorch's default: the
-    physical cores), so both runtimes use the machine the same way.
+    ``threads`` defaults to ``torch.get_num_threads()`` when PyTorch is imported, so both
+    runtimes use the machine the same way, else to ONNX Runtime's own default (the
+    physical cores, as PyTorch's default is).
     """
     import onnxruntime as ort  # type: ignore[import-untyped]
 
+    if threads is None and torch_loaded():
+        import torch
+
+        threads = torch.get_num_threads()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = threads or 0
     options.log_severity_level = 3  # errors only
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
@@ -232,48 +261,71 @@ def pixel_graph(path: Path, preprocess: Preprocess) -> Path:
 
 
 class OnnxBackend:
-    """Runs the exported graph; other input sizes (or an empty batch) run in torch.
+    """Runs an ONNX graph with ONNX Runtime; outputs are numpy arrays.
 
-    uint8 inputs (`run_pixels`) run a second graph with the normalisation inside
-    (`pixel_graph`, built on first use), or are normalised here when the ``onnx``
-    package that builds it is missing.
+    `path` is the exported graph (float ``[N, 3, S, S]`` input), `pixels_path` a graph
+    behind a uint8 ``[N, S, S, 3]`` input (`pixel_graph`; built on first use from
+    `path` when not given, or the pixels are normalised here when the ``onnx`` package
+    that builds it is missing). Inputs of other sizes (or an empty batch) run on
+    `fallback`, eager PyTorch made on first need.
     """
 
     runtime = "onnx"
 
-    def __init__(self, path: Path, model: Backbone, input_size: int) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        fallback: Callable[[], Backend],
+        input_size: int,
+        pixels_path: Path | None = None,
+    ) -> None:
+        if path is None and pixels_path is None:
+            raise ValueError("OnnxBackend needs a graph")
         self.path = path
         self.input_size = input_size
-        self.session = make_session(path)
-        self._torch = TorchBackend(model)
+        self.session = make_session(path) if path is not None else None
+        self._fallback_factory = fallback
+        self._fallback: Backend | None = None
         self._pixel_sessions: dict[str, Any] = {}
+        self._pixels_path = pixels_path
 
-    def run(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
-        if tuple(x.shape[-2:]) != (self.input_size, self.input_size) or len(x) == 0:
-            return self._torch.run(x, names)
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        return self._outputs(self.session, names, {INPUT_NAME: array})
+    def run(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, np.ndarray]:
+        if (
+            self.session is None
+            or tuple(x.shape[-2:]) != (self.input_size, self.input_size)
+            or len(x) == 0
+        ):
+            return self._run_fallback(lambda backend: backend.run(x, names))
+        array = as_array(x.detach().float())
+        return self._outputs(self.session, names, {INPUT_NAME: np.ascontiguousarray(array)})
 
     def run_pixels(
         self, pixels: np.ndarray, preprocess: Preprocess, names: Sequence[str]
-    ) -> dict[str, torch.Tensor]:
+    ) -> dict[str, np.ndarray]:
         if pixels.shape[1] != self.input_size or len(pixels) == 0:
-            return self._torch.run_pixels(pixels, preprocess, names)
+            return self._run_fallback(lambda backend: backend.run_pixels(pixels, preprocess, names))
         session = self._pixel_session(preprocess)
         if session is None:
             return self.run(normalize(pixels, preprocess), names)
         return self._outputs(session, names, {PIXELS_NAME: pixels})
 
+    def _run_fallback(self, run: Callable[[Backend], dict[str, Any]]) -> dict[str, np.ndarray]:
+        if self._fallback is None:
+            self._fallback = self._fallback_factory()
+        return {name: as_array(value) for name, value in run(self._fallback).items()}
+
     def _pixel_session(self, preprocess: Preprocess) -> Any:
         key = preprocess.digest()
         if key not in self._pixel_sessions:
-            has_onnx = importlib.util.find_spec("onnx") is not None
-            self._pixel_sessions[key] = (
-                make_session(pixel_graph(self.path, preprocess)) if has_onnx else None
-            )
+            if self._pixels_path is not None:
+                self._pixel_sessions[key] = make_session(self._pixels_path)
+            elif self.path is not None and importlib.util.find_spec("onnx") is not None:
+                self._pixel_sessions[key] = make_session(pixel_graph(self.path, preprocess))
+            else:
+                self._pixel_sessions[key] = None
         return self._pixel_sessions[key]
 
     @staticmethod
-    def _outputs(session: Any, names: Sequence[str], feed: dict) -> dict[str, torch.Tensor]:  # type: ignore[type-arg]
+    def _outputs(session: Any, names: Sequence[str], feed: dict) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
         outputs = session.run(list(names), feed)
-        return {name: torch.from_numpy(value) for name, value in zip(names, outputs, strict=True)}
+        return dict(zip(names, outputs, strict=True))

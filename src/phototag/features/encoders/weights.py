@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
-
-import torch
+from typing import TYPE_CHECKING, Final
 
 from phototag.errors import InvalidInputError, PhototagError
 
 TORCH_SUFFIXES: Final = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIXES: Final = (".safetensors",)
+if TYPE_CHECKING:
+    import torch
+
 _WRAPPER_KEYS: Final = ("state_dict", "model", "model_state_dict", "module")
 
 
@@ -32,6 +33,8 @@ def load_state_dict_file(path: str | Path, *, argument: str = "weights") -> dict
     ``model_state_dict`` or ``module`` is unwrapped, and a ``module.`` prefix left by
     ``DataParallel`` is removed.
     """
+    import torch
+
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix not in TORCH_SUFFIXES + SAFETENSORS_SUFFIXES:
@@ -64,6 +67,8 @@ def load_state_dict_file(path: str | Path, *, argument: str = "weights") -> dict
 
 
 def _unwrap(state: object, path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     for _ in range(2):
         if isinstance(state, Mapping):
             inner = [k for k in _WRAPPER_KEYS if isinstance(state.get(k), Mapping)]
@@ -85,6 +90,8 @@ def state_dict_digest(state: Mapping[str, torch.Tensor]) -> str:
     Independent of the file format and key order; BatchNorm's
     ``num_batches_tracked`` counters are ignored because they do not change outputs.
     """
+    import torch
+
     sha = hashlib.sha256()
     for key in sorted(state):
         if key.endswith("num_batches_tracked"):
@@ -98,6 +105,8 @@ def state_dict_digest(state: Mapping[str, torch.Tensor]) -> str:
 
 def fill_batch_counters(state: dict[str, torch.Tensor], model: torch.nn.Module) -> None:
     """Add BatchNorm ``num_batches_tracked`` entries a file left out (e.g. some exports)."""
+    import torch
+
     for key, value in model.state_dict().items():
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = torch.zeros_like(value)

@@ -9,8 +9,6 @@ sum over keywords), which is fast because all heads read the same features.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit, log_expit
 
 
 def fit_heads(
@@ -25,6 +23,9 @@ def fit_heads(
     """Weights ``[d, k]`` and biases ``[k]`` minimising the `weight`-ed logistic loss over
     the `known` entries of `y` (``[n, k]``) plus ``l2/2 * ||W||^2`` per keyword, from
     `start` (weights, biases) when given. Products run in float32, sums in float64."""
+    from scipy.optimize import minimize  # training only: annotating never loads it
+    from scipy.special import expit, log_expit
+
     x = np.asarray(x, dtype=np.float32)
     d = x.shape[1]
     k = y.shape[1]
@@ -50,6 +51,9 @@ def fit_heads(
 def fit_platt(z: np.ndarray, y: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Coefficients ``[m + 1]`` of ``sigmoid(z @ a + b)`` fitted to `y` (weighted
     logistic regression on a few evidence columns `z` ``[n, m]``, lightly regularised)."""
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
+
     x = np.column_stack([z, np.ones(len(z))])
     w = weight / max(weight.sum(), 1e-12)
 
