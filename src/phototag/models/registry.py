@@ -13,9 +13,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from phototag.errors import InvalidInputError
+from phototag.extras import MissingExtraError, missing_extra
 from phototag.models.base import Annotator
 
 _MODELS: dict[str, type[Annotator]] = {}
+#: Families this install cannot import (a package of an extra is missing), with the error.
+_UNAVAILABLE: dict[str, ImportError] = {}
 A = TypeVar("A", bound=type[Annotator])
 
 
@@ -51,7 +54,24 @@ def _import_builtin_models(name: str | None = None) -> None:
         if name in _MODELS:
             return
     for family in families:
-        importlib.import_module(f"phototag.models.{family}")
+        try:
+            importlib.import_module(f"phototag.models.{family}")
+            _UNAVAILABLE.pop(family, None)
+        except ImportError as error:
+            if missing_extra(error, family) is None:
+                raise
+            _UNAVAILABLE[family] = error
+
+
+def unavailable_families() -> dict[str, MissingExtraError]:
+    """The model families this install cannot load, each with the error naming the extra
+    (``phototag[train]`` or ``phototag[research]``) that brings what it needs."""
+    _import_builtin_models()
+    return {
+        family: error
+        for family, cause in sorted(_UNAVAILABLE.items())
+        if (error := missing_extra(cause, f"the {family} model family")) is not None
+    }
 
 
 def available_annotators() -> list[str]:
@@ -63,6 +83,14 @@ def available_annotators() -> list[str]:
 def annotator_class(name: str) -> type[Annotator]:
     """The `Annotator` class registered as `name`."""
     _import_builtin_models(name)
+    if name not in _MODELS and _UNAVAILABLE:
+        missing = unavailable_families()
+        extra = "research" if any(e.extra == "research" for e in missing.values()) else "train"
+        packages = ", ".join(sorted({e.package for e in missing.values()}))
+        raise MissingExtraError(
+            f"model {name!r} (not in the model families this install loads; those it "
+            f"cannot: {', '.join(missing)})", packages, extra
+        )  # fmt: skip
     if name not in _MODELS:
         raise InvalidInputError(
             "model",

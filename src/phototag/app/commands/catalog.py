@@ -66,10 +66,13 @@ def _add_models(commands: argparse._SubParsersAction) -> None:
 
 def _run_models(args: argparse.Namespace) -> int:
     from phototag.models import annotator_class, available_annotators
+    from phototag.models.registry import unavailable_families
 
     for name in available_annotators():
         doc = (annotator_class(name).__doc__ or "").strip().splitlines()
         print(f"{name:<12}  {doc[0] if doc else ''}")
+    for error in unavailable_families().values():
+        print(f"note: {error}")
     return 0
 
 
@@ -81,6 +84,7 @@ def _add_encoders(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_encoders(args: argparse.Namespace) -> int:
+    from phototag.extras import missing_extra
     from phototag.features.descriptors import available_descriptors, create_descriptor
     from phototag.features.encoders import available_encoders, default_encoder
 
@@ -90,7 +94,14 @@ def _run_encoders(args: argparse.Namespace) -> int:
         print(f"  {name}{'  (default)' if name == default else ''}")
     print("classic descriptors (docs/descriptors.md):")
     for name in available_descriptors():
-        descriptor = create_descriptor(name)
+        try:
+            descriptor = create_descriptor(name)
+        except ImportError as error:  # a package of an extra is missing
+            missing = missing_extra(error, name)
+            if missing is None:
+                raise
+            print(f"  {name}  (needs pip install 'phototag[{missing.extra}]')")
+            continue
         note = "  (learns a codebook: Python only)" if descriptor.requires_fit else ""
         print(f"  {name}  {descriptor.dim}-d{note}")
     return 0
