@@ -11,7 +11,8 @@ Each measurement is the wall time of a fresh `phototag` process, median over rou
 - ``first_run``: the same photo with an empty cache (``PHOTOTAG_CACHE`` pointing at a new
   folder), timed to the first keyword printed, as on a fresh install.
 
-Writes ``bench/results/startup.json``.
+Writes ``bench/results/startup.json`` (``--out``). ``--phototag /tmp/phototag-core/bin/phototag``
+measures the core install that ``bench/bench_install.py`` makes.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def main() -> None:
         help="the phototag executable (default: the one next to this Python)",
     )  # fmt: skip
     parser.add_argument("--no-first-run", action="store_true", help="skip the empty-cache runs")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results file (JSON)")
     args = parser.parse_args()
     phototag = [args.phototag]
     help_s, one_s, first_s, first_keyword_s = [], [], [], []
@@ -94,12 +96,12 @@ def main() -> None:
     if first_s:
         result["first_run"] = summary(first_s)
         result["first_run_first_keyword"] = summary(first_keyword_s)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     for key in ("help", "annotate_one", "first_run", "first_run_first_keyword"):
         if key in result:
             print(f"{key:<24} {result[key]['median_s']:.3f} s (median of {args.rounds})")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
