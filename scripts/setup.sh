@@ -6,8 +6,10 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-# torch is pinned in pyproject.toml (CPU build, 2.13.0); installing it first keeps pip
-# from resolving any other torch for a dependency.
+# torch is pinned in pyproject.toml's train extra (CPU build, 2.13.0); installing it first
+# keeps pip from resolving any other torch for a dependency. ".[dev]" is everything: the
+# train and research extras and the test tools (`pip install phototag` alone is the
+# photographer's install, without PyTorch: README "Install").
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"

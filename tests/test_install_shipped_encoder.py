@@ -76,11 +76,14 @@ def test_shipped_graph_gives_the_torch_encoders_features():
         (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
     )
     assert cosine.min() > 0.99999
-    # inputs the graph does not take (float batches) run on the network, built on demand
+    # float batches run the network cut out of the shipped graph (with onnx), no torch model
     x = reference.transform(images[:2])
     pooled = shipped.pooled(x)
-    assert isinstance(pooled, np.ndarray)
+    assert isinstance(pooled, np.ndarray) and shipped._model is None
     np.testing.assert_allclose(pooled, got[:2], rtol=1e-4, atol=1e-4)
+    # inputs of another size run on the torch network, built on demand
+    assert shipped.pooled(reference.transform(images[:1]).narrow(2, 0, 200)).shape == (1, 1280)
+    assert shipped._model is not None
 
 
 def test_core_install_leaves_the_extras_out():

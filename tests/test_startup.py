@@ -88,6 +88,7 @@ def test_annotate_runs_without_the_extras(tmp_path):
 
 def test_command_needing_an_extra_names_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.delitem(sys.modules, "torch.distributed", raising=False)
     code = main(["features", "--encoder", "efficientnet_lite0", str(EXAMPLES)])
     assert code == 1
     err = capsys.readouterr().err

