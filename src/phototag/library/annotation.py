@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -208,12 +208,24 @@ def predict_files(
     options = dict(store_root=store_root, runtime=runtime, batch_size=batch_size, sources=built)
     bar = tqdm(total=len(names), desc="annotating", unit="photo", disable=not progress)
     try:
-        with closing(batches):
+        with closing(batches), _one_blas_thread():
             for batch in batches:
                 yield from _predict_batch(batch, streamed, model, options)
                 bar.update(len(batch.paths))
     finally:
         bar.close()
+
+
+def _one_blas_thread() -> AbstractContextManager[object]:
+    """BLAS on one thread while photos stream: the forward pass keeps the cores busy, and
+    a second BLAS thread, spinning between the scoring's small matrix products, only
+    takes CPU from it (the default model scores 32 photos in 4 ms of CPU on one thread,
+    12 ms on two). Needs threadpoolctl; without it BLAS keeps its threads."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def _unfilled(paths: list[str], batch_size: int) -> Iterator[FeatureBatch]:

@@ -205,12 +205,13 @@ def _add_write_options(parser: argparse.ArgumentParser) -> None:
 def _keyword_writer(args: argparse.Namespace, model: Any) -> Any:
     """A `KeywordWriter` for ``--write xmp``, or None."""
     from phototag.errors import InvalidInputError
-    from phototag.metadata import KeywordWriter, Provenance
 
     if args.write is None:
         if args.embed or args.dry_run:
             raise InvalidInputError("--embed/--dry-run", "--write xmp with them", "no --write")
         return None
+    from phototag.metadata import KeywordWriter, Provenance  # libexiv2: only when writing
+
     trained = getattr(model, "trained", model)
     name = getattr(trained, "name", "") if trained is not None else ""
     source = Path(args.model).name if Path(args.model).expanduser().is_dir() else args.model
