@@ -33,6 +33,7 @@ from phototag.data.sensitive import suggestible
 from phototag.errors import InvalidInputError, NotFittedError, PhototagError
 from phototag.evaluation.decoding import Decoder, TopK, decoder_from_config
 from phototag.evaluation.predictions import Prediction
+from phototag.extras import MissingExtraError
 from phototag.fileio import DamagedFileError, atomic_write
 
 CONFIG_FILE = "config.json"
@@ -468,6 +469,8 @@ def _field_of(path: Path, field: str) -> Iterator[None]:
     raise anything Python raises for a wrong type)."""
     try:
         yield
+    except MissingExtraError:
+        raise  # a whole model this install cannot run: the error names the extra to install
     except (PhototagError, TypeError, ValueError, KeyError, IndexError, AttributeError,
             RuntimeError) as exc:  # fmt: skip
         detail = f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
