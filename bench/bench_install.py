@@ -1,12 +1,14 @@
 """The photographer's install: `pip install phototag` (no extras) into a fresh venv.
 
     .venv/bin/python bench/bench_install.py [--venv /tmp/phototag-core]
+    .venv/bin/python bench/bench_install.py --extras train   # phototag[train] instead
 
-Creates the venv, installs this checkout (not editable, core dependencies only, from
-pip's configured index), then records the venv's size, whether PyTorch or another
+Creates the venv, installs this checkout (not editable; core dependencies only, or with
+`--extras`; from pip's configured index; torch first, as scripts/setup.sh does), then
+records the venv's size, whether PyTorch or another
 extras-only package got in, and the first run of ``phototag annotate examples/`` with an
 empty cache (seconds to the first keyword and to the end). Writes
-``bench/results/install.json``.
+``bench/results/install.json`` (``install_<extras>.json`` with `--extras`).
 """
 
 from __future__ import annotations
@@ -33,16 +35,22 @@ def directory_bytes(path: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "phototag-core")
+    parser.add_argument("--extras", default="", help="extras to install, e.g. train")
+    parser.add_argument("--venv", type=Path, help="default: /tmp/phototag-core (or -EXTRAS)")
     parser.add_argument("--python", default="python3", help="the Python that makes the venv")
     args = parser.parse_args()
+    label = args.extras.replace(",", "-") or "core"
+    args.venv = args.venv or Path(tempfile.gettempdir()) / f"phototag-{label}"
+    out = RESULTS if not args.extras else RESULTS.with_name(f"install_{label}.json")
     if args.venv.exists():
         shutil.rmtree(args.venv)
     start = time.perf_counter()
     subprocess.run([args.python, "-m", "venv", str(args.venv)], check=True)
     pip = [str(args.venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, str(ROOT)], check=True)
+    if args.extras:
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, f"{ROOT}[{args.extras}]" if args.extras else str(ROOT)], check=True)
     install_s = time.perf_counter() - start
     python = str(args.venv / "bin" / "python")
     probe = (
@@ -72,6 +80,7 @@ def main() -> None:
     largest = sorted(sizes.items(), key=lambda item: -item[1])[:10]
     result = {
         "command": " ".join([Path(sys.executable).name, "bench/bench_install.py", *sys.argv[1:]]),
+        "extras": args.extras,
         "venv": str(args.venv),
         "venv_bytes": directory_bytes(args.venv),
         "venv_mib": round(directory_bytes(args.venv) / 2**20, 1),
@@ -88,8 +97,8 @@ def main() -> None:
         },
         "output_lines": len((first_line + rest).strip().splitlines()),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 
