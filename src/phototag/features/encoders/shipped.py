@@ -96,8 +96,9 @@ def shipped_encoder(
     """Encoder `name` with its pretrained weights on its shipped graph (ONNX Runtime), or
     ``None`` when no graph ships for it with this input recipe or ONNX Runtime is missing.
 
-    The torch network is built only if something asks for ``encoder.model`` (or feeds
-    inputs of another size), which needs ``phototag[train]``.
+    The torch network is built only if something asks for ``encoder.model`` or feeds
+    inputs the graph cannot take (another size; float batches without ``onnx``), which
+    needs ``phototag[train]``.
     """
     import importlib.util
 
