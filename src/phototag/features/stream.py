@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from phototag.errors import check_int
 from phototag.features.extract import (
     digest_or_error,
     load_model_input,
@@ -92,6 +93,7 @@ def stream_features(
     a later run reads back. `workers`: decoding threads (default `decode_threads`).
     Closing the generator early stops the threads.
     """
+    batch_size = check_int("batch_size", batch_size, 1)
     names = [os.fspath(p) for p in paths]
     threads = decode_threads(names) if workers is None else max(1, workers)
     root = default_store_root() if store_root is None else Path(store_root)

@@ -1,8 +1,9 @@
 """One loaded model serving many requests: concurrent photos are scored in batches.
 
 Requests hand their photo to a single worker thread and wait on a future, so the
-event loop never runs inference, the model and its encoders are loaded once, and
-photos that arrive together share one forward pass.
+event loop never runs inference, the model and its encoders are loaded (and run once)
+at start, and photos that arrive together share one forward pass, through
+`predict_files`, the function `phototag annotate` uses.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
+import numpy as np
+
 from phototag.errors import PhototagError
 from phototag.evaluation.decoding import TopK
 from phototag.evaluation.predictions import Prediction
-from phototag.features.extract import create_sources
+from phototag.features.extract import create_sources, is_descriptor
 from phototag.library.annotation import Scorer, predict_files
 from phototag.models.base import decoded_tags
 
@@ -43,6 +46,10 @@ class Tagger:
     ) -> None:
         self.model = model
         self.sources = create_sources(model.required_inputs().sources, runtime=runtime)
+        for name, source in self.sources.items():  # the first request pays no lazy set-up
+            if not is_descriptor(name):
+                size = source.preprocess.input_size  # type: ignore[union-attr]
+                source.forward_pixels(np.zeros((1, size, size, 3), np.uint8), ["pooled"])  # type: ignore[union-attr]
         self.store_root = store_root
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[tuple[str, Future[Prediction]] | None] = queue.SimpleQueue()
@@ -106,7 +113,6 @@ class Tagger:
                     self.model,
                     store_root=self.store_root,
                     batch_size=len(paths),
-                    workers=0,
                     progress=False,
                     sources=self.sources,
                 )  # fmt: skip
