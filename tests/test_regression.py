@@ -163,7 +163,7 @@ def test_targets_are_mean_label_vectors(maps):
 
 
 def test_validation_split_and_early_stopping(maps):
-    model = CNNRAnnotator(**FAST, epochs=4, lr=0.5, validation_fraction=0.25, patience=1)
+    model = CNNRAnnotator(**FAST, epochs=4, lr=1e-3, validation_fraction=0.25, patience=1)
     model.fit(maps)
     assert all("valid" in h for h in model.history_)
     # the model keeps the weights of the best epoch on the 2 held-out photos (seeded)
