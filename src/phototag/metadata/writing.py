@@ -295,10 +295,10 @@ def _check_not_read_only(target: Path, status: os.stat_result, *, embed: bool) -
 def _write_verified(
     file: BinaryIO, data: bytes, target: Path, expected: KeywordFields, picture: Any
 ) -> None:
-    """Write `data` to the temporary `file`, make it durable, read it back and check it."""
+    """Write `data` to the temporary `file`, read it back and check it (`atomic_write`
+    makes it durable before it replaces the target)."""
     file.write(data)
     file.flush()
-    os.fsync(file.fileno())
     written = os.pread(file.fileno(), len(data) + 1, 0)
     if written != data:
         raise MetadataError(target, "reading the temporary copy back gave other bytes")
