@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, closing, nullcontext
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -220,11 +220,9 @@ def _one_blas_thread() -> AbstractContextManager[object]:
     """BLAS on one thread while photos stream: the forward pass keeps the cores busy, and
     a second BLAS thread, spinning between the scoring's small matrix products, only
     takes CPU from it (the default model scores 32 photos in 4 ms of CPU on one thread,
-    12 ms on two). Needs threadpoolctl; without it BLAS keeps its threads."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return nullcontext()
+    12 ms on two)."""
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(1, user_api="blas")
 
 
