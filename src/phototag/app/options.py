@@ -46,8 +46,9 @@ def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -
         "--workers",
         type=int,
         default=None,
-        help="decoding processes (default: one per core for photos over 1 MiB, otherwise "
-        "cores - 1, or 0 on 2 cores; 0 decodes in the main process)",
+        help="decoding workers: threads when annotating (default: one per core for photos "
+        "over 1 MiB, else one), processes when computing a dataset's features (default: one "
+        "per core for photos over 1 MiB, else cores - 1, or 0 on 2 cores: in the main process)",
     )
 
 

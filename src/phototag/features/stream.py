@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from phototag.errors import check_int
+from phototag.features.encoders.runtime import usable_cores
 from phototag.features.extract import (
     digest_or_error,
     load_model_input,
@@ -74,7 +75,7 @@ class FeatureBatch:
 def decode_threads(paths: Sequence[str | Path]) -> int:
     """Decoding threads for `paths`: one per core for large photos (their decoding costs
     more than the forward pass), else one (a small photo decodes in a tenth of it)."""
-    return _cores() if photos_are_large(paths) else 1
+    return usable_cores() if photos_are_large(paths) else 1
 
 
 def stream_features(
@@ -277,10 +278,3 @@ def _decode(path: str, preprocess: Any) -> tuple[np.ndarray | None, str | None]:
         return None, str(error)
     except Exception as error:  # noqa: BLE001 - any one file's failure is that file's
         return None, f"{path}: cannot be decoded ({type(error).__name__}: {error})"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 2

@@ -214,12 +214,22 @@ def float_graph(pixels_path: Path) -> bytes:
     return Extractor(model).extract_model([INPUT_NAME], outputs).SerializeToString()
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; all cores where the platform
+    has no affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def make_session(path: str | Path | bytes, threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session with all graph optimisations.
 
     ``threads`` defaults to ``torch.get_num_threads()`` when PyTorch is imported, so both
-    runtimes use the machine the same way, else to ONNX Runtime's own default (the
-    physical cores, as PyTorch's default is).
+    runtimes use the machine the same way, else to the cores this process may run on
+    (`usable_cores`; ONNX Runtime's own default counts the host's physical cores and
+    ignores CPU affinity, so it oversubscribes a pinned process or a container).
     """
     import onnxruntime as ort  # type: ignore[import-untyped]
 
@@ -229,7 +239,7 @@ def make_session(path: str | Path | bytes, threads: int | None = None) -> Any:
         threads = torch.get_num_threads()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or 0
+    options.intra_op_num_threads = threads or usable_cores()
     options.log_severity_level = 3  # errors only
     graph = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
