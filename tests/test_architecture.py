@@ -22,6 +22,7 @@ ROOT = "phototag"
 #: re-exports the public API; other modules may only read its ``__version__``.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "extras": {"errors"},
     "cache": set(),
     "fileio": {"errors"},
     "filenames": set(),
@@ -30,9 +31,18 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"errors", "fileio", "filenames", "imaging", "metadata"},
     "search": {"errors"},
     "evaluation": {"errors", "data"},
-    "features": {"errors", "cache", "fileio", "imaging", "data"},
+    "features": {"errors", "extras", "cache", "fileio", "imaging", "data"},
     "training": {"errors", "cache", "fileio", "data", "evaluation", "features"},
-    "models": {"errors", "fileio", "data", "evaluation", "features", "search", "training"},
+    "models": {
+        "errors",
+        "extras",
+        "fileio",
+        "data",
+        "evaluation",
+        "features",
+        "search",
+        "training",
+    },
     "pretrained": {"errors", "models"},
     "finetune": {"errors", "fileio", "data", "features", "training", "models"},
     "library": {
@@ -60,6 +70,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "app": {
         "errors",
+        "extras",
         "cache",
         "fileio",
         "filenames",
