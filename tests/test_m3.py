@@ -108,7 +108,7 @@ def test_end_to_end_on_nuswide_images_tags_and_lqp(tmp_path, capsys):
     out = tmp_path / "model"
     params = ["--param", "encoder=efficientnet_lite0", "--param", "tags=true",
               "--param", "epochs=2", "--param", "batch_size=8", "--param", "tag_hidden=[32]",
-              "--param", "validation_fraction=0"]  # fmt: skip
+              "--param", "validation_fraction=0", "--param", "textual_lr=0.01"]  # fmt: skip
     store = ["--store", str(tmp_path / "store"), "--runtime", "torch", "--workers", "0"]
     assert main(["train", "--dataset", fixture.spec, "--model", "m3", *params,
                  "--out", str(out), *store]) == 0  # fmt: skip
