@@ -153,7 +153,8 @@ def run_models(
 
 
 def mean_rows(runs: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Rows of several splits merged: each metric's mean and standard deviation."""
+    """Rows of several splits merged: each metric's mean and standard deviation, and
+    each split's metrics (for paired comparisons)."""
     out = []
     for i, first in enumerate(runs[0]):
         each = [split[i]["metrics"] for split in runs]
@@ -163,6 +164,8 @@ def mean_rows(runs: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
             "metrics": {k: float(np.mean([e[k] for e in each])) for k in first["metrics"]},
             "std": {k: float(np.std([e[k] for e in each])) for k in first["metrics"]},
             "runs": len(runs),
+            "splits": [{k: split[i][k] for k in ("metrics", "epochs") if k in split[i]}
+                       for split in runs],  # fmt: skip
         })  # fmt: skip
     return out
 
