@@ -198,7 +198,7 @@ class _Service:
         except OSError:
             photo = None
         if photo is None or photo.path != str(target):
-            raise RequestRefused(409, f"{name}: its folder changed while it was read; try again")
+            raise RequestRefused.folder_changed(name)
         return photo
 
     def folder_root(self) -> Path:

@@ -58,16 +58,21 @@ class PhotoFile:
         except OSError:
             same = False
         if not same:
-            raise RequestRefused(409, f"{name}: its folder changed while it was read; try again")
+            raise RequestRefused.folder_changed(name)
         photo.check_inside()
         return photo
 
     def check_inside(self) -> None:
-        """403 unless the photo and its existing sidecars resolve to files inside `root`."""
+        """403 unless the photo and its existing sidecars resolve to files inside `root`;
+        409 if a link on the way changes while it is resolved."""
         for path in (self.path, *sidecar_paths(self.path)):
-            if (path == self.path or os.path.lexists(path)) and not path.resolve().is_relative_to(
-                self.root
-            ):
+            if not (path == self.path or os.path.lexists(path)):
+                continue
+            try:
+                resolved = path.resolve()
+            except OSError:  # a link removed between reading and following it
+                raise RequestRefused.folder_changed(self.shown(path)) from None
+            if not resolved.is_relative_to(self.root):
                 raise RequestRefused(403, f"{self.shown(path)}: outside the served folder")
 
     def shown(self, path: str | os.PathLike[str]) -> str:

@@ -60,6 +60,11 @@ class RequestRefused(Exception):
         self.status = status
         self.detail = detail
 
+    @classmethod
+    def folder_changed(cls, name: str) -> RequestRefused:
+        """409: a folder on the way to `name` was swapped while the request read it."""
+        return cls(409, f"{name}: its folder changed while it was read; try again")
+
 
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
