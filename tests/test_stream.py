@@ -245,7 +245,7 @@ def test_photos_are_journaled_only_once_their_output_and_keywords_are_written(
     from phototag.app.cli import main
     from phototag.metadata import KeywordWriter
 
-    real = KeywordWriter.write
+    real = KeywordWriter._write
 
     def write(self, path, tags):
         if path == photos[3]:
@@ -254,18 +254,65 @@ def test_photos_are_journaled_only_once_their_output_and_keywords_are_written(
             raise OSError("the disk went away")  # a crash while writing
         return real(self, path, tags)
 
-    monkeypatch.setattr(KeywordWriter, "write", write)
+    monkeypatch.setattr(KeywordWriter, "_write", write)
     journal = tmp_path / "run.sqlite"
     argv = annotate(Path(photos[0]).parent, colour_model, tmp_path, "--write", "xmp",
                     "--journal", str(journal))  # fmt: skip
     with pytest.raises(OSError, match="went away"):
         main(argv)
     printed = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
-    assert printed == photos[:7]  # photo 6 was printed, then its write crashed
+    # printing runs ahead of the writes; the crash stops the run when photo 6's write is
+    # collected, in order, so nothing after it is journaled
+    assert printed == photos[: len(printed)] and len(printed) >= 7
     assert journal_paths(journal) == [photos[i] for i in (0, 1, 2, 4, 5)]
     assert [Path(p).with_suffix(".jpg.xmp").exists() for p in photos[:7]] == [True] * 3 + [
         False
     ] + [True] * 2 + [False]
+
+
+def test_keyword_writes_run_at_once_but_those_sharing_a_sidecar_in_order(photos, tmp_path):
+    """`KeywordWriter.submit`: photo.jpg and photo.jpeg share photo.xmp, so the second
+    write starts only when the first is over; other photos' writes overlap them."""
+    from hostile_corpus import XMP_TEMPLATE
+
+    from phototag.metadata import KeywordWriter, Provenance, read_keywords
+
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    names = ["photo.jpg", "photo.jpeg", "other.jpg", "third.jpg"]
+    for name in names:
+        (folder / name).write_bytes(Path(photos[0]).read_bytes())
+    shared = XMP_TEMPLATE.format(items="<rdf:li>holiday</rdf:li>")
+    (folder / "photo.xmp").write_text(shared)  # the sidecar of both photo.* files
+    running: list[str] = []
+    overlaps: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+
+    class SlowDisk(KeywordWriter):
+        def _write(self, path, tags):
+            with lock:
+                overlaps.update((Path(other).name, Path(path).name) for other in running)
+                running.append(path)
+            time.sleep(0.2)
+            try:
+                return super()._write(path, tags)
+            finally:
+                with lock:
+                    running.remove(path)
+
+    with SlowDisk(Provenance("test"), threads=4) as writer:
+        futures = [writer.submit(str(folder / n), [(n.split(".")[1], 0.9)]) for n in names]
+    assert all(future.result() is not None for future in futures)
+    assert ("photo.jpg", "photo.jpeg") not in overlaps  # one after the other
+    assert ("photo.jpg", "other.jpg") in overlaps and ("other.jpg", "third.jpg") in overlaps
+    assert writer.written == 4 and writer.failed == 0
+    # the second write read what the first wrote: phototag's keywords in a sidecar are
+    # those of its latest write, the user's stay
+    assert futures[1].result().removed == ("jpg",)
+    found = read_keywords(folder / "photo.jpg")
+    assert [a.label for a in found.automatic] == ["jpeg"] and "holiday" in found.user
+    sidecars = ["photo.xmp", "other.jpg.xmp", "third.jpg.xmp"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + sidecars)
 
 
 def test_serve_suggests_through_the_annotate_pipeline(photos, colour_model, tmp_path, monkeypatch):
@@ -296,3 +343,21 @@ def test_serve_suggests_through_the_annotate_pipeline(photos, colour_model, tmp_
 
     served = decoded_tags(prediction, model.vocabulary_, model.decoder_)[0]
     assert tuple(served) == annotated.tags
+
+
+def test_large_photos_stream_in_small_batches(photos, tmp_path):
+    """Decoding a photo over 1 MiB costs as much as encoding it: a few per batch keep
+    both going from the first photo to the last; small photos go 16 at a time."""
+    from phototag.features import ENCODER_BATCH_SIZE, LARGE_PHOTO_BATCH_SIZE
+    from phototag.features.stream import default_batch_size
+
+    large = []
+    for i in range(3):
+        path = tmp_path / f"big{i}.jpg"
+        with open(path, "wb") as f:
+            f.truncate(3 << 20)  # only the size is looked at
+        large.append(str(path))
+    assert default_batch_size(large) == LARGE_PHOTO_BATCH_SIZE
+    assert default_batch_size(photos) == ENCODER_BATCH_SIZE
+    sizes = [len(b.paths) for b in stream_features(photos, MeanColour(), store_root=tmp_path / "s")]
+    assert sizes == [16, 7]

@@ -14,6 +14,7 @@ EPILOG = "Datasets are given as NAME:PATH[?option=value&...]; `phototag datasets
 
 def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -> None:
     from phototag.cache import default_store_root
+    from phototag.features import ENCODER_BATCH_SIZE, LARGE_PHOTO_BATCH_SIZE
 
     if features:
         parser.add_argument(
@@ -41,7 +42,13 @@ def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -
         default="float32",
         help="stored precision (float16 halves the disk and memory use)",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"images per forward pass (default: {ENCODER_BATCH_SIZE}; when annotating, "
+        f"{LARGE_PHOTO_BATCH_SIZE} for photos over 1 MiB)",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -52,6 +59,14 @@ def add_store_options(parser: argparse.ArgumentParser, features: bool = False) -
     )
 
 
+def dataset_batch_size(args: argparse.Namespace) -> int:
+    """``--batch-size`` when computing a dataset's features (annotating picks its own
+    default: `phototag.features.stream.default_batch_size`)."""
+    from phototag.features import ENCODER_BATCH_SIZE
+
+    return ENCODER_BATCH_SIZE if args.batch_size is None else args.batch_size
+
+
 def attach_inputs(dataset: Any, inputs: Any, args: argparse.Namespace) -> Any:
     """`dataset` with the model inputs `inputs` (`ModelInputs`) filled with the store
     options of `args`; photos left out are reported on stderr."""
@@ -60,7 +75,7 @@ def attach_inputs(dataset: Any, inputs: Any, args: argparse.Namespace) -> Any:
 
     dataset, report = with_inputs(
         dataset, inputs, store_root=args.store, runtime=args.runtime, dtype=args.dtype,
-        batch_size=args.batch_size, workers=args.workers, progress=True,
+        batch_size=dataset_batch_size(args), workers=args.workers, progress=True,
     )  # fmt: skip
     for line in report.summaries:
         print(line, file=sys.stderr)

@@ -40,6 +40,7 @@ from phototag.features.encoders import Preprocess
 from phototag.features.encoders.base import POOLED
 from phototag.features.extract import create_source, is_descriptor, load_model_input
 from phototag.features.maps import stage_maps
+from phototag.features.stream import default_batch_size
 from phototag.imaging import ImageLoadError
 from phototag.library.annotation import FileAnnotation, Scorer, UserVocabulary
 from phototag.library.inputs import with_inputs
@@ -178,7 +179,7 @@ def annotate_files_ray(
     encoders: Sequence[str] | None = None,
     address: str | None = None,
     runtime: str = "onnx",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     actors: int | None = None,
     actor_cpus: int = 1,
     progress: bool = True,
@@ -193,10 +194,13 @@ def annotate_files_ray(
     ``required_inputs()`` (read from the model when not given). `actors` is
     the number of model actors (default: an autoscaling pool of 1 up to the cluster's
     CPUs / `actor_cpus`), each running its forward passes on `actor_cpus` threads.
+    `batch_size`: photos per batch (default: `phototag.features.stream.default_batch_size`).
     """
-    check_int("batch_size", batch_size, 1)
-    ray = import_ray()
     names = [str(p) for p in paths]
+    batch_size = check_int(
+        "batch_size", default_batch_size(names) if batch_size is None else batch_size, 1
+    )
+    ray = import_ray()
     if not names:
         return
     if encoders is None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from phototag.data import AnnotationSet
 from phototag.errors import InvalidInputError
+from phototag.features import ENCODER_BATCH_SIZE
 from phototag.features.extract import (
     ExtractionReport,
     FeatureSource,
@@ -26,7 +27,7 @@ def with_features(
     store_root: str | Path | None = None,
     runtime: str = "onnx",
     dtype: str = "float32",
-    batch_size: int = 32,
+    batch_size: int = ENCODER_BATCH_SIZE,
     workers: int | None = None,
     progress: bool = True,
     key: str | None = None,

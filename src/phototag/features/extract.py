@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from phototag.errors import InvalidInputError
+from phototag.features import ENCODER_BATCH_SIZE
 from phototag.features.descriptors import Descriptor, available_descriptors, create_descriptor
 from phototag.features.encoders import ImageEncoder, Preprocess, create_encoder
 from phototag.features.encoders.base import POOLED, as_array
@@ -266,7 +267,7 @@ def extract_features(
     store: FeatureStore,
     *,
     maps: Sequence[FeatureMapStore] = (),
-    batch_size: int = 32,
+    batch_size: int = ENCODER_BATCH_SIZE,
     workers: int | None = None,
     progress: bool = True,
 ) -> tuple[list[str | None], ExtractionReport]:

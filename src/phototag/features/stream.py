@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from phototag.errors import check_int
+from phototag.features import ENCODER_BATCH_SIZE, LARGE_PHOTO_BATCH_SIZE
 from phototag.features.encoders.runtime import usable_cores
 from phototag.features.extract import (
     digest_or_error,
@@ -45,7 +46,13 @@ from phototag.imaging import ImageLoadError
 if TYPE_CHECKING:
     from phototag.features.encoders import ImageEncoder
 
-__all__ = ["FeatureBatch", "PREFETCH_BATCHES", "decode_threads", "stream_features"]
+__all__ = [
+    "FeatureBatch",
+    "PREFETCH_BATCHES",
+    "decode_threads",
+    "default_batch_size",
+    "stream_features",
+]
 
 #: Batches that may wait between two stages: enough to keep the forward pass fed while
 #: the caller writes a batch, and a bound on the pixels held in memory.
@@ -78,24 +85,36 @@ def decode_threads(paths: Sequence[str | Path]) -> int:
     return usable_cores() if photos_are_large(paths) else 1
 
 
+def default_batch_size(paths: Sequence[str | Path]) -> int:
+    """Photos per forward pass for `paths`: `ENCODER_BATCH_SIZE`, or
+    `LARGE_PHOTO_BATCH_SIZE` for large photos. Decoding one of those costs as much CPU
+    as encoding it, and nothing can be encoded before the first batch is decoded nor
+    decoded while the last is encoded: small batches keep both going from the first
+    photo to the last (the forward pass costs the same per photo from 4 to 32)."""
+    return LARGE_PHOTO_BATCH_SIZE if photos_are_large(paths) else ENCODER_BATCH_SIZE
+
+
 def stream_features(
     paths: Sequence[str | Path],
     encoder: ImageEncoder,
     *,
     store_root: str | Path | None = None,
     dtype: str = "float32",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
 ) -> Iterator[FeatureBatch]:
     """Yield the pooled `encoder` features of `paths`, `batch_size` photos a batch, in order.
 
     Vectors already in the feature store under `store_root` (default: the cache's) are
     read, the others computed and stored (in `dtype`), so each batch holds exactly what
-    a later run reads back. `workers`: decoding threads (default `decode_threads`).
+    a later run reads back. `batch_size` defaults to `default_batch_size`, `workers`
+    (decoding threads) to `decode_threads`.
     Closing the generator early stops the threads.
     """
-    batch_size = check_int("batch_size", batch_size, 1)
     names = [os.fspath(p) for p in paths]
+    batch_size = check_int(
+        "batch_size", default_batch_size(names) if batch_size is None else batch_size, 1
+    )
     threads = decode_threads(names) if workers is None else max(1, workers)
     root = default_store_root() if store_root is None else Path(store_root)
     open_store(root, encoder, dtype).close()  # created (or found damaged) here, once

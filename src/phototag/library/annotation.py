@@ -143,7 +143,7 @@ def annotate_files(
     *,
     store_root: str | Path | None = None,
     runtime: str = "onnx",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     progress: bool = True,
     sources: Mapping[str, FeatureSource] | None = None,
@@ -174,7 +174,7 @@ def predict_files(
     *,
     store_root: str | Path | None = None,
     runtime: str = "onnx",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int | None = None,
     progress: bool = True,
     sources: Mapping[str, FeatureSource] | None = None,
@@ -186,12 +186,15 @@ def predict_files(
     the next ones decode and encode; the model's other inputs are filled per batch by
     `phototag.library.inputs.with_inputs` (stage maps in memory, not kept). `sources`
     maps feature names to their sources already built (a long-running service keeps them
-    loaded); the others are built on `runtime`. `workers`: decoding threads (default:
+    loaded); the others are built on `runtime`. `batch_size`: photos per batch (default:
+    `phototag.features.stream.default_batch_size`); `workers`: decoding threads (default:
     `phototag.features.stream.decode_threads`).
     """
     from phototag.features.extract import create_sources, is_descriptor
+    from phototag.features.stream import default_batch_size
 
     names = [str(p) for p in paths]
+    batch_size = default_batch_size(names) if batch_size is None else batch_size
     inputs = model.required_inputs()
     built = dict(sources or {})  # every source built once, not once per batch
     built.update(create_sources([n for n in inputs.sources if n not in built], runtime=runtime))

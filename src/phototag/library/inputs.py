@@ -19,6 +19,7 @@ import numpy as np
 from phototag.data import AnnotationSet, Vocabulary, multi_hot
 from phototag.data.inputs import PHOTO_METADATA, MapSpec, ModelInputs
 from phototag.errors import InvalidInputError
+from phototag.features import ENCODER_BATCH_SIZE
 
 if TYPE_CHECKING:  # the encoders import PyTorch: only when photos are read
     from phototag.features.encoders import ImageEncoder
@@ -41,7 +42,7 @@ def with_inputs(
     store_root: str | Path | None = None,
     runtime: str = "onnx",
     dtype: str = "float32",
-    batch_size: int = 32,
+    batch_size: int = ENCODER_BATCH_SIZE,
     workers: int | None = None,
     progress: bool = False,
     sources: Mapping[str, FeatureSource] | None = None,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 from typing import TextIO
 
 from phototag.filenames import printable
@@ -42,12 +46,23 @@ def _folders(path: str, embed: bool) -> list[Path]:
     return [photo.parent, photo.resolve().parent] if embed else [photo.parent]
 
 
+def _shared_files(path: str, embed: bool) -> set[str]:
+    """Keys two writes share when they may change the same file: the real folder and
+    name stem of the photo (``photo.xmp`` is the sidecar of every ``photo.*``), case-
+    folded, and with `embed` those of the file a link leads to."""
+    photo = Path(path)
+    places = [photo.parent.resolve() / photo.name] + ([photo.resolve()] if embed else [])
+    return {os.fsdecode(place.with_suffix("")).casefold() for place in places}
+
+
 class KeywordWriter:
     """Writes each annotated photo's keywords (`write_keywords`) and reports on `stream`.
 
     Failures are reported and counted, never raised, so one bad file does not stop a
     run over a library. Before the first write into a folder, temporary files a killed
-    run left there are removed.
+    run left there are removed. `submit` writes on `threads` threads, so that the
+    writes of several photos wait for the disk (each one's fsyncs) at once; close the
+    writer (or use it as a context manager) to wait for them.
     """
 
     def __init__(
@@ -57,6 +72,7 @@ class KeywordWriter:
         embed: bool = False,
         dry_run: bool = False,
         stream: TextIO | None = None,
+        threads: int = 4,
     ) -> None:
         self.provenance = provenance
         self.embed = embed
@@ -64,23 +80,77 @@ class KeywordWriter:
         self.stream = stream or sys.stderr
         self.written = self.unchanged = self.failed = 0
         self._stale = _StaleTemporaries(self.stream)
+        self._threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # the counters and the stream
+        self._latest: dict[str, Future[KeywordChange | None]] = {}  # by `_shared_files`
 
     def write(self, path: str, tags: Sequence[tuple[str, float]]) -> KeywordChange | None:
         """Write one photo's keywords; None (and a reported error) if that failed."""
         if not self.dry_run:
             self._stale.clean(_folders(path, self.embed))
+        return self._write(path, tags)
+
+    def submit(self, path: str, tags: Sequence[tuple[str, float]]) -> Future[KeywordChange | None]:
+        """`write` on one of the writer's threads. Writes that may change the same file
+        (a shared ``photo.xmp``, two links to one photo) run one after the other, in
+        the order they were submitted."""
+        if not self.dry_run:  # here, before any write into a new folder starts
+            with self._lock:
+                self._stale.clean(_folders(path, self.embed))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="phototag-write")
+        keys = _shared_files(path, self.embed)
+        earlier = {id(f): f for k in keys if (f := self._latest.get(k)) is not None}
+        future = self._pool.submit(self._write_after, list(earlier.values()), path, tags)
+        if len(self._latest) > 64 * self._threads:  # forget the writes that are over
+            self._latest = {k: f for k, f in self._latest.items() if not f.done()}
+        self._latest.update(dict.fromkeys(keys, future))
+        return future
+
+    def close(self) -> None:
+        """Wait for the submitted writes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._latest.clear()
+
+    def __enter__(self) -> KeywordWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _write_after(
+        self,
+        earlier: list[Future[KeywordChange | None]],
+        path: str,
+        tags: Sequence[tuple[str, float]],
+    ) -> KeywordChange | None:
+        for future in earlier:  # submitted before, so already running on another thread
+            future.exception()  # waits; its failure is its own caller's
+        return self._write(path, tags)
+
+    def _write(self, path: str, tags: Sequence[tuple[str, float]]) -> KeywordChange | None:
         try:
             change = write_keywords(path, tags, self.provenance, embed=self.embed,
                                     dry_run=self.dry_run)  # fmt: skip
         except MetadataError as error:
-            self.failed += 1
-            print(f"keywords not written: {error}", file=self.stream)
+            with self._lock:
+                self.failed += 1
+                self.stream.write(f"keywords not written: {error}\n")
             return None
-        if change.changed:
-            self.written += 1
-            print(change.describe(), file=self.stream)
-        else:
-            self.unchanged += 1
+        with self._lock:
+            if change.changed:
+                self.written += 1
+                self.stream.write(change.describe() + "\n")
+            else:
+                self.unchanged += 1
         return change
 
     def summary(self) -> str:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phototag.app.options import add_store_options
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 def _add_annotate(commands: argparse._SubParsersAction) -> None:
@@ -69,6 +72,8 @@ def _add_annotate(commands: argparse._SubParsersAction) -> None:
 
 def _run_annotate(args: argparse.Namespace) -> int:
     import csv
+    from collections import deque
+    from contextlib import nullcontext
 
     from phototag.app.batch import (
         BatchSummary,
@@ -117,7 +122,19 @@ def _run_annotate(args: argparse.Namespace) -> int:
     sidecars = _sidecar_paths if args.write is not None else None
     inputs = [str(p) for p in args.paths]
     journaled = open_journal("annotate", args, inputs, sidecars, commit_every=args.chunk_size)
-    with journaled as journal, \
+    # photos printed whose keyword writes may still run: (annotation, replayed, write)
+    pending: deque[tuple[Any, bool, Future[Any] | None]] = deque()
+
+    def finish(result: Any, replayed: bool, write: Future[Any] | None) -> None:
+        """Journal a photo once its output and keyword write are done; never twice."""
+        done = write is None or write.result() is not None
+        if done and not replayed:
+            record_annotation(journal, result)
+        summary.add(result.path, result.error, replayed=replayed, empty=not result.tags)
+        if report is not None:
+            report.add(result.path, result.tags, result.error)
+
+    with journaled as journal, keyword_writer or nullcontext(), \
             _maybe_report(args.report, "phototag annotate") as report:  # fmt: skip
         for path in missing if report is not None else ():
             report.add(path, error=missing_error(path))
@@ -134,14 +151,14 @@ def _run_annotate(args: argparse.Namespace) -> int:
                 keywords = ", ".join(f"{label} ({score:.2f})" for label, score in result.tags)
                 print(f"{name}: {keywords or '-'}")
             sys.stdout.flush()
-            done = True  # journaled once output and keyword write are done; never twice
+            write = None
             if keyword_writer is not None and result.error is None and not replayed:
-                done = keyword_writer.write(result.path, result.tags) is not None
-            if done and not replayed:
-                record_annotation(journal, result)
-            summary.add(result.path, result.error, replayed=replayed, empty=not result.tags)
-            if report is not None:
-                report.add(result.path, result.tags, result.error)
+                write = keyword_writer.submit(result.path, result.tags)
+            pending.append((result, replayed, write))
+            while pending and (len(pending) > _WRITES_IN_FLIGHT or _over(pending[0][2])):
+                finish(*pending.popleft())
+        while pending:
+            finish(*pending.popleft())
         if report is not None:
             report.summary = summary.lines()
     summary.print(journal)
@@ -154,6 +171,14 @@ def _run_annotate(args: argparse.Namespace) -> int:
         if keyword_writer.failed:
             return 1
     return summary.exit_status
+
+
+#: Photos whose keyword writes may run at once while later photos are annotated.
+_WRITES_IN_FLIGHT = 32
+
+
+def _over(write: Future[Any] | None) -> bool:
+    return write is None or write.done()
 
 
 def _annotate_on_ray(paths: list[str], model: Any, decoder: Any, args: argparse.Namespace) -> Any:

@@ -9,7 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from phototag.app.options import EPILOG, add_store_options
+from phototag.app.options import EPILOG, add_store_options, dataset_batch_size
 
 
 def _add_features(commands: argparse._SubParsersAction) -> None:
@@ -119,7 +119,7 @@ def _extract_resumable(paths: Sequence[str], journal: Any, args: argparse.Namesp
         for start in range(0, len(todo), args.chunk_size):
             chunk = todo[start : start + args.chunk_size]
             digests, report = extract_features(
-                chunk, encoder, store, maps=maps, batch_size=args.batch_size,
+                chunk, encoder, store, maps=maps, batch_size=dataset_batch_size(args),
                 workers=args.workers, progress=False,
             )  # fmt: skip
             errors = dict(report.failures)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from phototag.errors import InvalidInputError, PhototagError, check_int
+from phototag.features import ENCODER_BATCH_SIZE
 from phototag.features.encoders.imagenet import ImageNetClass
 from phototag.features.encoders.preprocess import (
     ImageLike,
@@ -306,7 +307,9 @@ class ImageEncoder:
             for row, order in zip(probs, top, strict=True)
         ]
 
-    def encode(self, images: Sequence[ImageLike] | ImageLike, batch_size: int = 32) -> np.ndarray:
+    def encode(
+        self, images: Sequence[ImageLike] | ImageLike, batch_size: int = ENCODER_BATCH_SIZE
+    ) -> np.ndarray:
         """Pooled features of images as a float32 array ``(N, num_features)``."""
         check_int("batch_size", batch_size, 1)
         items: list[ImageLike] = (

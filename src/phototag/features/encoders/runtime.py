@@ -224,7 +224,7 @@ def usable_cores() -> int:
 
 
 def make_session(path: str | Path | bytes, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session with all graph optimisations.
+    """An ONNX Runtime CPU session with all graph optimisations, its idle threads asleep.
 
     ``threads`` defaults to ``torch.get_num_threads()`` when PyTorch is imported, so both
     runtimes use the machine the same way, else to the cores this process may run on
@@ -241,6 +241,10 @@ def make_session(path: str | Path | bytes, threads: int | None = None) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or usable_cores()
     options.log_severity_level = 3  # errors only
+    # Idle worker threads sleep instead of spinning: spinning took 8% more CPU per photo
+    # for no faster forward pass, CPU that the decoding and writing threads next to the
+    # encoder need (annotate on 2 cores: 8.2 s instead of 8.6 s for 499 photos).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     graph = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
