@@ -507,3 +507,47 @@ def test_a_photo_name_too_long_for_photo_jpg_xmp_gets_photo_xmp(folder, real_pho
     untag(photo)
     assert read_keywords(photo).automatic == ()
     assert photo.read_bytes() == real_photo
+
+
+# ------------------------------------------------------------------ threads
+
+
+def test_every_use_of_libexiv2_holds_its_lock(folder, real_photo, monkeypatch):
+    """libexiv2's XMP toolkit is not safe to use from two threads at once (concurrent
+    writes failed with "Unregistered schema namespace URI"): reading, writing, checking
+    the written copy and untagging each hold `_exiv2.LOCK` while they call it."""
+    from phototag.metadata import _exiv2
+
+    calls: list[str] = []
+
+    def guarded(name, function):
+        def call(*args, **kwargs):
+            assert _exiv2.LOCK._is_owned(), f"{name} called without the libexiv2 lock"
+            calls.append(name)
+            return function(*args, **kwargs)
+
+        return call
+
+    for name in ("open_image", "open_sidecar", "new_sidecar", "image_bytes", "read_fields",
+                 "apply_fields", "xmp_is_empty", "describe_image", "can_write_xmp"):  # fmt: skip
+        monkeypatch.setattr(_exiv2, name, guarded(name, getattr(_exiv2, name)))
+    photo = folder / "a.jpg"
+    photo.write_bytes(real_photo)
+    write_keywords(photo, [("sky", 0.9)], PROVENANCE)
+    write_keywords(photo, [("sea", 0.9)], PROVENANCE, embed=True)
+    assert {a.label for a in read_keywords(photo).automatic} == {"sky", "sea"}
+    assert len(untag(photo)) == 2
+    assert {"new_sidecar", "open_sidecar", "image_bytes", "describe_image"} <= set(calls)
+
+
+def test_keyword_writes_on_many_threads_all_land(folder, real_photo):
+    photos = []
+    for i in range(64):
+        photos.append(folder / f"p{i:02d}.jpg")
+        photos[-1].write_bytes(real_photo)
+    with KeywordWriter(PROVENANCE, threads=8) as writer:
+        futures = [writer.submit(str(p), [("sky", 0.9), ("Nature|Sea", 0.8)]) for p in photos]
+    assert [f.result() is not None for f in futures] == [True] * 64
+    assert writer.written == 64 and writer.failed == 0
+    for photo in photos:
+        assert [a.label for a in read_keywords(photo).automatic] == ["sky", "Nature|Sea"]

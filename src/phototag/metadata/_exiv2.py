@@ -43,6 +43,12 @@ from phototag.metadata.fields import (
 
 exiv2.XmpProperties.registerNs(NAMESPACE, PREFIX)
 
+#: Held around every use of libexiv2: its XMP toolkit keeps global state that threads
+#: must not use at once (concurrent writes failed with "XMP Toolkit error 101:
+#: Unregistered schema namespace URI" about once in 3,000). Callers hold it over a
+#: whole read or edit, and release it while the file is written and fsynced.
+LOCK = threading.RLock()
+
 _STRUCT_KEY = re.compile(rf"^{re.escape(AUTOMATIC)}\[(\d+)\]/{PREFIX}:(\w+)$")
 _ARRAY_TYPES = {SUBJECT: exiv2.TypeId.xmpBag, HIERARCHICAL: exiv2.TypeId.xmpBag,
                 DIGIKAM: exiv2.TypeId.xmpSeq}  # fmt: skip

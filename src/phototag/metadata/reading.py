@@ -47,11 +47,12 @@ def read_holders(photo: str | os.PathLike[str]) -> dict[Path, KeywordFields]:
     photo = Path(photo)
     if not photo.is_file():
         raise MetadataError(photo, "no such photo", "Check the path.")
-    holders = {photo: _exiv2.read_fields(_exiv2.open_image(photo))}
-    for sidecar in dict.fromkeys(sidecar_paths(photo)):
-        # os.path.isfile: a name too long to exist (a 252-byte photo name + ".xmp") is absent
-        if os.path.isfile(sidecar) and sidecar != photo:
-            holders[sidecar] = _exiv2.read_fields(_exiv2.open_sidecar(sidecar))
+    with _exiv2.LOCK:
+        holders = {photo: _exiv2.read_fields(_exiv2.open_image(photo))}
+        for sidecar in dict.fromkeys(sidecar_paths(photo)):
+            # os.path.isfile: a name too long to exist (a 252-byte photo name + ".xmp")
+            if os.path.isfile(sidecar) and sidecar != photo:
+                holders[sidecar] = _exiv2.read_fields(_exiv2.open_sidecar(sidecar))
     return holders
 
 

@@ -196,16 +196,19 @@ def untag(path: str | os.PathLike[str], *, dry_run: bool = False) -> list[Keywor
 def _commit(photo: Path, target: Path, new: KeywordFields, *, embed: bool) -> bool:
     """Write `new` to `target` through a verified temporary copy; True if a sidecar
     ended up empty and was deleted instead."""
-    before, image = _open_target(target, photo, embed=embed)
+    with _exiv2.LOCK:
+        before, image = _open_target(target, photo, embed=embed)
     try:
-        picture = _exiv2.describe_image(image) if embed else None
-        _exiv2.apply_fields(image, _exiv2.read_fields(image), new)
-        if not embed and _exiv2.xmp_is_empty(image):  # nothing left: remove the sidecar
+        with _exiv2.LOCK:
+            picture = _exiv2.describe_image(image) if embed else None
+            _exiv2.apply_fields(image, _exiv2.read_fields(image), new)
+            empty = not embed and _exiv2.xmp_is_empty(image)
+            result = b"" if empty else _exiv2.image_bytes(image)
+        if empty:  # nothing left: remove the sidecar
             _check_unchanged(target, before)
             target.unlink(missing_ok=True)
             fsync_directory(target.parent)
             return before is not None
-        result = _exiv2.image_bytes(image)
         owner = before or os.stat(photo)
         mode = stat.S_IMODE(owner.st_mode) | (0 if before else stat.S_IWUSR)
 
@@ -307,15 +310,17 @@ def _write_verified(
 
 def _verify(target: Path, data: bytes, expected: KeywordFields, picture: Any) -> None:
     """The written copy of `target`: same keyword fields, and (photos) the same picture."""
-    image = (_exiv2.open_image(target, data, whole=True) if picture is not None
-             else _exiv2.open_sidecar(target, data))  # fmt: skip
-    found = _exiv2.read_fields(image)
+    with _exiv2.LOCK:
+        image = (_exiv2.open_image(target, data, whole=True) if picture is not None
+                 else _exiv2.open_sidecar(target, data))  # fmt: skip
+        found = _exiv2.read_fields(image)
+        described = _exiv2.describe_image(image) if picture is not None else None
     keys = ("subject", "hierarchical", "digikam", "iptc")
     if any(getattr(found, k) != getattr(expected, k) for k in keys) or [
         a.label for a in found.automatic
     ] != [a.label for a in expected.automatic]:
         raise MetadataError(target, "reading the written copy back gave other keywords")
-    if picture is not None and _exiv2.describe_image(image) != picture:
+    if picture is not None and described != picture:
         raise MetadataError(target, "the written copy is no longer the same image")
 
 
