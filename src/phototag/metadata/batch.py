@@ -51,7 +51,10 @@ def _shared_files(path: str, embed: bool) -> set[str]:
     name stem of the photo (``photo.xmp`` is the sidecar of every ``photo.*``), case-
     folded, and with `embed` those of the file a link leads to."""
     photo = Path(path)
-    places = [photo.parent.resolve() / photo.name] + ([photo.resolve()] if embed else [])
+    try:
+        places = [photo.parent.resolve() / photo.name] + ([photo.resolve()] if embed else [])
+    except (OSError, RuntimeError):  # a folder changing meanwhile, a loop of links
+        places = [photo]  # the write itself reports what is wrong
     return {os.fsdecode(place.with_suffix("")).casefold() for place in places}
 
 
@@ -101,8 +104,8 @@ class KeywordWriter:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="phototag-write")
         keys = _shared_files(path, self.embed)
-        earlier = {id(f): f for k in keys if (f := self._latest.get(k)) is not None}
-        future = self._pool.submit(self._write_after, list(earlier.values()), path, tags)
+        earlier = {f for k in keys if (f := self._latest.get(k)) is not None}
+        future = self._pool.submit(self._write_after, earlier, path, tags)
         if len(self._latest) > 64 * self._threads:  # forget the writes that are over
             self._latest = {k: f for k, f in self._latest.items() if not f.done()}
         self._latest.update(dict.fromkeys(keys, future))
@@ -128,7 +131,7 @@ class KeywordWriter:
 
     def _write_after(
         self,
-        earlier: list[Future[KeywordChange | None]],
+        earlier: set[Future[KeywordChange | None]],
         path: str,
         tags: Sequence[tuple[str, float]],
     ) -> KeywordChange | None:

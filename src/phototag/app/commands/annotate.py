@@ -155,7 +155,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
             if keyword_writer is not None and result.error is None and not replayed:
                 write = keyword_writer.submit(result.path, result.tags)
             pending.append((result, replayed, write))
-            while pending and (len(pending) > _WRITES_IN_FLIGHT or _over(pending[0][2])):
+            while pending and (len(pending) > _WRITES_IN_FLIGHT or _finished(pending[0][2])):
                 finish(*pending.popleft())
         while pending:
             finish(*pending.popleft())
@@ -177,7 +177,7 @@ def _run_annotate(args: argparse.Namespace) -> int:
 _WRITES_IN_FLIGHT = 32
 
 
-def _over(write: Future[Any] | None) -> bool:
+def _finished(write: Future[Any] | None) -> bool:
     return write is None or write.done()
 
 
