@@ -124,18 +124,18 @@ def _run_annotate(args: argparse.Namespace) -> int:
     journaled = open_journal("annotate", args, inputs, sidecars, commit_every=args.chunk_size)
     # photos printed whose keyword writes may still run: (annotation, replayed, write)
     pending: deque[tuple[Any, bool, Future[Any] | None]] = deque()
-
-    def finish(result: Any, replayed: bool, write: Future[Any] | None) -> None:
-        """Journal a photo once its output and keyword write are done; never twice."""
-        done = write is None or write.result() is not None
-        if done and not replayed:
-            record_annotation(journal, result)
-        summary.add(result.path, result.error, replayed=replayed, empty=not result.tags)
-        if report is not None:
-            report.add(result.path, result.tags, result.error)
-
     with journaled as journal, keyword_writer or nullcontext(), \
             _maybe_report(args.report, "phototag annotate") as report:  # fmt: skip
+
+        def finish(result: Any, replayed: bool, write: Future[Any] | None) -> None:
+            """Journal a photo once its output and keyword write are done; never twice."""
+            done = write is None or write.result() is not None
+            if done and not replayed:
+                record_annotation(journal, result)
+            summary.add(result.path, result.error, replayed=replayed, empty=not result.tags)
+            if report is not None:
+                report.add(result.path, result.tags, result.error)
+
         for path in missing if report is not None else ():
             report.add(path, error=missing_error(path))
         for result, replayed in resume_annotations(paths, journal, annotate):
