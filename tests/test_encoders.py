@@ -457,7 +457,7 @@ def test_onnx_runtime_falls_back_without_packages(missing, monkeypatch, tmp_path
     assert any(f"pip install {missing}" in str(w.message) for w in caught)
 
 
-def test_onnx_sessions_take_the_threads_asked_for_and_let_idle_ones_sleep():
+def test_onnx_sessions_take_the_threads_asked_for_let_idle_ones_sleep_and_plan_no_memory():
     from phototag.features.encoders.runtime import make_session
     from phototag.features.encoders.shipped import shipped_graph
 
@@ -466,3 +466,4 @@ def test_onnx_sessions_take_the_threads_asked_for_and_let_idle_ones_sleep():
     options = make_session(graph.path, threads=2).get_session_options()
     assert options.intra_op_num_threads == 2
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert not options.enable_mem_pattern

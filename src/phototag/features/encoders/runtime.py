@@ -245,6 +245,10 @@ def make_session(path: str | Path | bytes, threads: int | None = None) -> Any:
     # for no faster forward pass, CPU that the decoding and writing threads next to the
     # encoder need (annotate on 2 cores: 8.2 s instead of 8.6 s for 499 photos).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # No memory pattern (one block planned per input shape, its pages faulted in afresh):
+    # a 16-photo pass then peaks at 0.54 GB instead of 0.9 GB, with 6 page faults per
+    # photo instead of 150, at the same speed; 32-photo passes are 15% faster.
+    options.enable_mem_pattern = False
     graph = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
