@@ -224,7 +224,8 @@ def usable_cores() -> int:
 
 
 def make_session(path: str | Path | bytes, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session with all graph optimisations, its idle threads asleep.
+    """An ONNX Runtime CPU session with all graph optimisations, its idle threads asleep
+    and no memory pattern.
 
     ``threads`` defaults to ``torch.get_num_threads()`` when PyTorch is imported, so both
     runtimes use the machine the same way, else to the cores this process may run on
