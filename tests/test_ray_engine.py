@@ -147,6 +147,18 @@ def test_cli_engine_ray_matches_local(ray_local, photos, tmp_path, capsys):
     assert cat["tags"][0]["label"] == "cat"
 
 
+@pytest.mark.integration
+def test_the_driver_runs_without_pytorch(ray_local, monkeypatch):
+    """`pip install 'phototag[ray]'` has no PyTorch: the driver reads the encoders' input
+    recipes from the runtime the workers use (ONNX Runtime), not from PyTorch models."""
+    from phototag.engines.ray import ModelSource, annotate_files_ray
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails in this process
+    records = list(annotate_files_ray([str(EXAMPLES / "chelsea.jpg")], ModelSource.of("default"),
+                                      progress=False))  # fmt: skip
+    assert records[0].error is None and records[0].tags
+
+
 def test_missing_ray_names_the_extra(monkeypatch):
     from phototag.engines.ray import import_ray
 

@@ -216,7 +216,7 @@ def annotate_files_ray(
             "Annotate with the local engine (leave out --engine ray).",
         )
     for name in encoders:
-        preprocess = create_source(name, runtime="torch").preprocess
+        preprocess = create_source(name, runtime=runtime).preprocess
         if preprocess not in recipes:
             recipes.append(preprocess)
         columns.append((name, recipes.index(preprocess)))
